@@ -1,0 +1,220 @@
+"""The schema, as SQLAlchemy Core tables. The Alembic migrations create exactly this.
+
+Times are stored as naive UTC datetimes on both SQLite and PostgreSQL, so comparisons and ordering
+behave the same on both.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+
+metadata = MetaData()
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL wants BIGINT for the hot tables.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("name", String(100), nullable=False, unique=True),
+    Column("api_username", String(100), nullable=False, unique=True),
+    # Secrets are needed in clear to sign webhooks, so they are encrypted (not hashed) under the
+    # server key; see omnirelay.core.secrets.
+    Column("api_password_enc", Text, nullable=False),
+    Column("twilio_account_sid", String(64), nullable=False, unique=True),
+    Column("twilio_auth_token_enc", Text, nullable=False),
+    Column("inbound_secret_enc", Text, nullable=False),
+    Column("default_sender", String(64), nullable=False),
+    Column("dlr_url", Text, nullable=True),
+    Column("inbound_url", Text, nullable=True),
+    Column("replacements", JSON, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+)
+
+inbound_numbers = Table(
+    "inbound_numbers",
+    metadata,
+    Column("number", String(64), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+)
+
+omnimessages = Table(
+    "omnimessages",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("surface", String(16), nullable=False),  # "messente" or "twilio"
+    Column("to", String(32), nullable=False),
+    # scheduled -> active -> done, or scheduled -> canceled
+    Column("state", String(16), nullable=False),
+    Column("priority", Integer, nullable=False),  # 0 high, 1 regular, 2 low
+    Column("time_to_send", DateTime, nullable=True),
+    Column("dlr_url", Text, nullable=True),
+    Column("text_store", String(16), nullable=False),
+    # Surface-specific extras (Twilio StatusCallback, From, ContentRetention, ...).
+    Column("extra", JSON, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    Index("ix_omnimessages_account_created", "account_id", "created_at"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", String(36), primary_key=True),  # the variant's message_id
+    Column(
+        "omnimessage_id",
+        String(36),
+        ForeignKey("omnimessages.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("account_id", Integer, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("channel", String(16), nullable=False),
+    Column("sender", String(64), nullable=False),
+    Column("to", String(32), nullable=False),
+    Column("content", JSON, nullable=True),  # null once text_store says to forget it
+    Column("content_sha256", String(64), nullable=True),
+    Column("validity_seconds", Integer, nullable=False),
+    # waiting (not its turn) -> due -> sending (leased) -> sent (awaiting receipt) -> done;
+    # or waiting -> skipped (an earlier variant succeeded) / canceled.
+    Column("state", String(16), nullable=False),
+    Column("priority", Integer, nullable=False),
+    Column("due_at", DateTime, nullable=True),
+    Column("lease_owner", String(64), nullable=True),
+    Column("lease_until", DateTime, nullable=True),
+    Column("deadline", DateTime, nullable=True),  # when it expires unless it succeeded
+    Column("status", String(16), nullable=True),
+    Column("err", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("parts_count", Integer, nullable=True),
+    Column("tries", Integer, nullable=False, server_default=text("0")),
+    Column("sent_at", DateTime, nullable=True),
+    Column("updated_at", DateTime, nullable=False),
+    UniqueConstraint("omnimessage_id", "seq", name="uq_attempts_omnimessage_seq"),
+    Index("ix_attempts_due", "state", "priority", "due_at"),
+    Index("ix_attempts_deadline", "state", "deadline"),
+    Index("ix_attempts_lease", "state", "lease_until"),
+)
+
+status_events = Table(
+    "status_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("attempt_id", String(36), nullable=False, index=True),
+    Column("status", String(16), nullable=False),
+    Column("err", Integer, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+)
+
+# Upstream ids of an attempt (one per SMS part), so receipts that carry only the upstream's id
+# find their attempt, whichever connection or process receives them.
+provider_refs = Table(
+    "provider_refs",
+    metadata,
+    Column("channel", String(16), primary_key=True),
+    Column("ref", String(128), primary_key=True),
+    Column("attempt_id", String(36), nullable=False, index=True),
+    Column("part", Integer, nullable=False),
+    Column("status", String(16), nullable=True),
+    Column("err", Integer, nullable=True),
+)
+
+# Receipts that arrived before their provider ref was stored (a receipt can overtake the
+# submit response). They are matched when the ref is recorded, never dropped.
+unmatched_reports = Table(
+    "unmatched_reports",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("channel", String(16), nullable=False),
+    Column("ref", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("err", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("occurred_at", DateTime, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_unmatched_reports_ref", "channel", "ref"),
+)
+
+# Chat users who made themselves reachable (shared their phone number with a bot).
+subscribers = Table(
+    "subscribers",
+    metadata,
+    Column("provider", String(64), primary_key=True),
+    Column("phone", String(32), primary_key=True),
+    Column("address", String(128), nullable=False),  # Viber user id, Telegram chat id
+    Column("updated_at", DateTime, nullable=False),
+)
+
+# Parts of concatenated inbound messages waiting for their siblings.
+inbound_fragments = Table(
+    "inbound_fragments",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("group_key", String(256), nullable=False, index=True),
+    Column("total", Integer, nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("text", Text, nullable=False),
+    Column("received_at", DateTime, nullable=False),
+)
+
+inbound_messages = Table(
+    "inbound_messages",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=True),
+    Column("channel", String(16), nullable=False),
+    Column("sender", String(64), nullable=False),
+    Column("recipient", String(64), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("received_at", DateTime, nullable=False),
+)
+
+# The webhook outbox: every callback we owe a customer, written in the same transaction as the
+# status change that caused it, so reports survive crashes and restarts.
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, nullable=False),
+    # Reports sharing an order key are delivered one at a time, in id order.
+    Column("order_key", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # dlr, inbound, twilio
+    Column("url", Text, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("state", String(16), nullable=False),  # pending, done, dead
+    Column("tries", Integer, nullable=False, server_default=text("0")),
+    Column("next_try_at", DateTime, nullable=False),
+    Column("lease_until", DateTime, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", DateTime, nullable=False),
+    Column("done_at", DateTime, nullable=True),
+    Index("ix_webhooks_due", "state", "next_try_at"),
+    Index("ix_webhooks_order", "order_key", "id"),
+)
+
+workers = Table(
+    "workers",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("started_at", DateTime, nullable=False),
+    Column("heartbeat_at", DateTime, nullable=False),
+)
+
