@@ -1,0 +1,90 @@
+"""The ASGI application: the API surfaces, provider webhooks, and errors in each surface's format."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.routing import Mount, Router
+
+from omnirelay import __version__
+from omnirelay.api import messente
+from omnirelay.api.errors import error_response
+from omnirelay.channels.base import HasWebhookRoutes
+from omnirelay.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+# path prefix -> how errors look there; the first match wins, Messente's format is the default.
+ErrorFormatter = Callable[[Request, int, str], Response]
+
+
+def messente_error(_request: Request, status: int, detail: str) -> Response:
+    code = {404: "101", 403: "102", 401: "103", 405: "107"}.get(status)
+    if code is None:
+        code = "104" if status >= 500 else "105"
+    return error_response(code, detail)
+
+
+def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
+    """`manage_runtime`: start the channels and workers with the app and stop them with it."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if manage_runtime:
+            await runtime.start()
+        try:
+            yield
+        finally:
+            if manage_runtime:
+                await runtime.stop()
+
+    app = FastAPI(
+        title="omnirelay",
+        version=__version__,
+        description="Self-hosted omnichannel messaging gateway. Wire-compatible with Messente's "
+                    "Omnichannel API (under /v1, and at / for SDKs configured without /v1) and "
+                    "Twilio's Messages API (under /2010-04-01).",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    app.state.error_formatters = []
+    app.include_router(messente.build_router(), prefix="/v1")
+    app.include_router(messente.build_router(), include_in_schema=False)
+
+    for name, provider in runtime.providers.items():
+        if hasattr(provider, "routes"):
+            routed: HasWebhookRoutes = provider  # type: ignore[assignment]
+            app.router.routes.append(Mount(f"/webhooks/{name}", app=Router(routed.routes())))
+
+    def formatter_for(request: Request) -> ErrorFormatter:
+        for prefix, formatter in app.state.error_formatters:
+            if request.url.path.startswith(prefix):
+                return formatter  # type: ignore[no-any-return]
+        return messente_error
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        detail = {404: "no such resource", 405: f"method {request.method} not allowed here"}
+        return formatter_for(request)(request, exc.status_code,
+                                      detail.get(exc.status_code, str(exc.detail)))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        return formatter_for(request)(request, 400, "invalid request")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return formatter_for(request)(request, 500, "internal error; nothing was stored")
+
+    @app.get("/health", include_in_schema=False)
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app

@@ -1,0 +1,98 @@
+"""The sandbox upstream: serves every channel with outcomes chosen by the destination number.
+
+It lets the gateway work with no upstream configured and makes fallback chains easy to try. The
+outcome depends on the last four digits of the number (see SANDBOX_RULES and the README); every
+other number is delivered. Reports come after `delay_ms`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from omnirelay.channels.base import ChannelSink, OutboundMessage, SendResult, StatusReport
+from omnirelay.core.statuses import Err, Status
+from omnirelay.core.timefmt import utcnow
+
+CHAT_CHANNELS = frozenset({"viber", "whatsapp", "telegram", "rcs"})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """`status` None: the upstream accepts and never reports (validity will expire).
+    `at_submit`: refused when submitted rather than reported later."""
+
+    status: Status | None
+    err: int = Err.NO_ERROR
+    at_submit: bool = False
+
+
+DELIVERED = Outcome(Status.DELIVRD)
+SILENT = Outcome(None)
+
+# suffix -> (outcome on chat channels, outcome on SMS)
+SANDBOX_RULES: dict[str, tuple[Outcome, Outcome]] = {
+    "9990": (SILENT, SILENT),
+    "9991": (Outcome(Status.UNDELIV, Err.DELIVERY_FAILURE),) * 2,
+    "9992": (Outcome(Status.REJECTD, Err.INVALID_NUMBER, at_submit=True),) * 2,
+    "9993": (Outcome(Status.FAILED, Err.DELIVERY_FAILURE),) * 2,
+    "9994": (Outcome(Status.SEEN, Err.SEEN), DELIVERED),
+    "9980": (SILENT, DELIVERED),
+    "9981": (Outcome(Status.UNDELIV, Err.DELIVERY_FAILURE), DELIVERED),
+    "9982": (Outcome(Status.FAILED, Err.UNROUTABLE, at_submit=True), DELIVERED),
+}
+
+
+def outcome_for(channel: str, to: str) -> Outcome:
+    rule = SANDBOX_RULES.get(to[-4:])
+    if rule is None:
+        return DELIVERED
+    return rule[0] if channel in CHAT_CHANNELS else rule[1]
+
+
+class SandboxChannel:
+    name = "sandbox"
+
+    def __init__(self, delay_ms: int = 100) -> None:
+        self.delay = delay_ms / 1000
+        self._sink: ChannelSink | None = None
+        self._due: list[StatusReport] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.sent: int = 0
+
+    async def start(self, sink: ChannelSink) -> None:
+        self._sink = sink
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        self._tasks.clear()
+
+    async def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
+        results: list[SendResult] = []
+        later: list[StatusReport] = []
+        for message in batch:
+            self.sent += 1
+            outcome = outcome_for(message.channel, message.to)
+            if outcome.at_submit and outcome.status is not None:
+                results.append(SendResult(message.message_id, status=outcome.status,
+                                          err=outcome.err))
+                continue
+            results.append(SendResult(message.message_id, provider_refs=(message.message_id,)))
+            if outcome.status is not None:
+                later.append(StatusReport(channel=message.channel, status=outcome.status,
+                                          message_id=message.message_id, err=outcome.err))
+        if later:
+            task = asyncio.get_running_loop().create_task(self._report_later(later))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return results
+
+    async def _report_later(self, reports: list[StatusReport]) -> None:
+        await asyncio.sleep(self.delay)
+        assert self._sink is not None
+        stamped = [StatusReport(channel=r.channel, status=r.status, message_id=r.message_id,
+                                err=r.err, occurred_at=utcnow()) for r in reports]
+        await self._sink.report_statuses(stamped)

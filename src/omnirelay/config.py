@@ -1,0 +1,212 @@
+"""Configuration: one TOML file plus OMNIRELAY_* environment variables that override it.
+
+Top-level keys are overridden by `OMNIRELAY_<KEY>`, keys of a section by
+`OMNIRELAY_<SECTION>__<KEY>` (double underscore), e.g. `OMNIRELAY_ENGINE__BATCH_SIZE=500`. A value
+is read as a TOML literal when it parses as one (numbers, booleans, arrays), else as a string.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omnirelay.errors import ConfigError
+
+DEFAULT_CONFIG_FILE = "omnirelay.toml"
+DEV_SECRET_KEY = "omnirelay-development-key-do-not-use-in-production"
+ENV_PREFIX = "OMNIRELAY_"
+CHANNELS = ("sms", "viber", "whatsapp", "telegram", "rcs")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    batch_size: int = 500
+    lease_seconds: float = 30.0
+    poll_interval: float = 1.0
+    default_validity_seconds: int = 6 * 3600
+    max_sms_parts: int = 20
+    fragment_timeout_seconds: float = 60.0
+    heartbeat_seconds: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    max_tries: int = 10
+    # Delay before try n (n >= 2) is backoff_base * backoff_factor**(n-2), capped, with +-jitter:
+    # the defaults spread 10 tries over about a day.
+    backoff_base: float = 30.0
+    backoff_factor: float = 3.0
+    backoff_max: float = 6 * 3600.0
+    jitter: float = 0.2
+    timeout: float = 10.0
+    concurrency: int = 64
+    batch_size: int = 500
+    lease_seconds: float = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class SandboxSettings:
+    delay_ms: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    database_url: str = "sqlite:///omnirelay.db"
+    mode: str = "development"
+    secret_key: str = DEV_SECRET_KEY
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""
+    max_body_bytes: int = 4 * 1024 * 1024
+    log_level: str = "info"
+    engine: EngineSettings = field(default_factory=EngineSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+    # channel name -> provider name; anything not named here is served by the sandbox.
+    channels: dict[str, str] = field(default_factory=dict)
+    # provider name -> its raw settings table, validated by the provider itself.
+    providers: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.mode == "production"
+
+    @property
+    def base_url(self) -> str:
+        return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    def provider_for(self, channel: str) -> str:
+        return self.channels.get(channel, "sandbox")
+
+
+def load_settings(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Read the TOML file (the given path, else ./omnirelay.toml if present), apply environment
+    overrides, then explicit overrides (CLI flags), and validate."""
+    environ = os.environ if environ is None else environ
+    raw: dict[str, Any] = {}
+    config_path = Path(path) if path is not None else None
+    if config_path is None and environ.get(ENV_PREFIX + "CONFIG"):
+        config_path = Path(environ[ENV_PREFIX + "CONFIG"])
+    if config_path is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        config_path = Path(DEFAULT_CONFIG_FILE)
+    if config_path is not None:
+        try:
+            raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file {config_path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"configuration file {config_path}: {exc}") from None
+    _apply_environment(raw, environ)
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            raw[key] = value
+    return _build(raw)
+
+
+def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    for name, text in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+            continue
+        path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
+        target = raw
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise ConfigError(f"{name}: {part} is not a table")
+        target[path[-1]] = _parse_env_value(text)
+
+
+def _parse_env_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def _section(raw: dict[str, Any], name: str, cls: type[Any]) -> Any:
+    table = raw.pop(name, {}) or {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    known = {f for f in cls.__dataclass_fields__}
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"[{name}]: unknown setting(s) {', '.join(sorted(unknown))}")
+    defaults = cls()
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        expected = type(getattr(defaults, key))
+        values[key] = _coerce(f"{name}.{key}", value, expected)
+    return cls(**values)
+
+
+def _coerce(name: str, value: Any, expected: type[Any]) -> Any:
+    if expected is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if expected is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if expected is bool and isinstance(value, bool):
+        return value
+    if expected is str and isinstance(value, str):
+        return value
+    raise ConfigError(f"{name} must be {expected.__name__}, not {value!r}")
+
+
+def _build(raw: dict[str, Any]) -> Settings:
+    raw = dict(raw)
+    engine = _section(raw, "engine", EngineSettings)
+    webhooks = _section(raw, "webhooks", WebhookSettings)
+    sandbox = _section(raw, "sandbox", SandboxSettings)
+    channels = raw.pop("channels", {}) or {}
+    providers = raw.pop("providers", {}) or {}
+    if not isinstance(channels, dict) or not all(isinstance(v, str) for v in channels.values()):
+        raise ConfigError("[channels] maps channel names to provider names (strings)")
+    unknown_channels = set(channels) - set(CHANNELS)
+    if unknown_channels:
+        raise ConfigError(f"[channels]: unknown channel(s) {', '.join(sorted(unknown_channels))}")
+    if not isinstance(providers, dict) or not all(isinstance(v, dict) for v in providers.values()):
+        raise ConfigError("[providers] holds one table per provider")
+    for channel, provider in channels.items():
+        if provider != "sandbox" and provider not in providers:
+            raise ConfigError(
+                f"[channels] {channel} = {provider!r} but there is no [providers.{provider}]"
+            )
+    defaults = Settings()
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key not in Settings.__dataclass_fields__ or key in {"engine", "webhooks", "sandbox"}:
+            raise ConfigError(f"unknown setting {key!r}")
+        values[key] = _coerce(key, value, type(getattr(defaults, key)))
+    settings = Settings(
+        engine=engine,
+        webhooks=webhooks,
+        sandbox=sandbox,
+        channels=dict(channels),
+        providers={k: dict(v) for k, v in providers.items()},
+        **values,
+    )
+    _validate(settings)
+    return settings
+
+
+def _validate(settings: Settings) -> None:
+    if settings.mode not in {"development", "production"}:
+        raise ConfigError("mode must be 'development' or 'production'")
+    if not settings.database_url.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
+        raise ConfigError("database_url must be sqlite:///PATH or postgresql://...")
+    if settings.is_production and settings.secret_key == DEV_SECRET_KEY:
+        raise ConfigError(
+            "secret_key is required in production (set OMNIRELAY_SECRET_KEY to a long random "
+            "string; it encrypts the stored credentials)"
+        )
+    if len(settings.secret_key) < 16:
+        raise ConfigError("secret_key must be at least 16 characters")
+    if settings.engine.batch_size < 1 or settings.webhooks.max_tries < 1:
+        raise ConfigError("engine.batch_size and webhooks.max_tries must be positive")

@@ -1,0 +1,116 @@
+"""The dispatcher: claim due attempts, hand them to their channel, record what happened.
+
+Several batches are in flight at once so that a slow upstream does not hold up the claim loop;
+each channel's part of a batch is recorded as soon as that channel answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+
+from omnirelay.channels.base import Channel, OutboundMessage, SendResult
+from omnirelay.config import EngineSettings
+from omnirelay.core.statuses import Err, Status
+from omnirelay.core.timefmt import utcnow
+from omnirelay.engine.wakeup import wait
+from omnirelay.store.queries import ClaimedAttempt, SendOutcome, Store
+
+log = logging.getLogger(__name__)
+
+UPSTREAM_ERROR_RETRY = 5.0
+
+
+class Dispatcher:
+    def __init__(self, store: Store, channels: Mapping[str, Channel], settings: EngineSettings,
+                 worker_id: str, wake: asyncio.Event, max_in_flight: int = 4) -> None:
+        self.store = store
+        self.channels = channels  # channel name -> the upstream serving it
+        self.settings = settings
+        self.worker_id = worker_id
+        self.wake = wake
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            await self._slots.acquire()
+            try:
+                claimed = await self.store.claim_due_attempts(
+                    self.worker_id, self.settings.batch_size, self.settings.lease_seconds,
+                    utcnow(), channels=list(self.channels))
+            except Exception:
+                self._slots.release()
+                log.exception("claiming due attempts failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            if not claimed:
+                self._slots.release()
+                await wait(self.wake, await self._idle_for())
+                continue
+            task = asyncio.get_running_loop().create_task(self._deliver(claimed))
+            self._tasks.add(task)
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        self._slots.release()
+
+    async def drain(self) -> None:
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _idle_for(self) -> float:
+        """Until the next scheduled attempt falls due, at most the poll interval."""
+        nearest = await self.store.next_due_time()
+        if nearest is None:
+            return self.settings.poll_interval
+        return min(self.settings.poll_interval, max(0.0, (nearest - utcnow()).total_seconds()))
+
+    async def _deliver(self, claimed: list[ClaimedAttempt]) -> None:
+        groups: dict[int, tuple[Channel, list[ClaimedAttempt]]] = {}
+        for attempt in claimed:
+            channel = self.channels[attempt.channel]
+            groups.setdefault(id(channel), (channel, []))[1].append(attempt)
+        await asyncio.gather(*(self._deliver_group(ch, items) for ch, items in groups.values()))
+
+    async def _deliver_group(self, channel: Channel, items: list[ClaimedAttempt]) -> None:
+        messages = [OutboundMessage(
+            message_id=a.message_id, omnimessage_id=a.omnimessage_id, account_id=a.account_id,
+            channel=a.channel, to=a.to, sender=a.sender, content=a.content, deadline=a.deadline,
+        ) for a in items]
+        try:
+            results = await channel.send(messages)
+        except Exception:
+            log.exception("upstream %s failed on a batch of %d; requeued", channel.name,
+                          len(messages))
+            results = [SendResult(m.message_id, retry_after=UPSTREAM_ERROR_RETRY)
+                       for m in messages]
+        outcomes = _outcomes(items, results)
+        channel_of = {a.message_id: a.channel for a in items}
+        try:
+            await self.store.record_send_outcomes(self.worker_id, outcomes, channel_of, utcnow())
+        except Exception:
+            # The lease runs out and the attempts are claimed again: sent twice rather than lost.
+            log.exception("recording %d send outcomes failed", len(outcomes))
+
+
+def _outcomes(items: Sequence[ClaimedAttempt], results: Sequence[SendResult]) -> list[SendOutcome]:
+    by_id = {r.message_id: r for r in results}
+    outcomes: list[SendOutcome] = []
+    for attempt in items:
+        result = by_id.get(attempt.message_id)
+        if result is None:
+            log.error("upstream gave no result for %s; marking it failed", attempt.message_id)
+            outcomes.append(SendOutcome(attempt.message_id, status=Status.FAILED,
+                                        err=Err.TEMPORARY))
+            continue
+        outcomes.append(SendOutcome(
+            message_id=result.message_id,
+            status=result.status.value if result.status is not None else None,
+            err=result.err, error=result.error, provider_refs=result.provider_refs,
+            parts_count=result.parts_count, retry_after=result.retry_after,
+        ))
+    return outcomes

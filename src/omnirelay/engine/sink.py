@@ -1,0 +1,63 @@
+"""The engine's side of the channel protocol: what channels report becomes durable here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from omnirelay.channels.base import InboundFragment, InboundMessage, StatusReport
+from omnirelay.core.reports import WebhookDraft, messente_inbound
+from omnirelay.core.timefmt import utcnow
+from omnirelay.engine.wakeup import Wakeup
+from omnirelay.store.queries import Account, Fragment, Inbound, Report, Store
+
+
+def inbound_webhook(message_id: str, message: Inbound, account: Account) -> WebhookDraft | None:
+    if not account.inbound_url:
+        return None
+    body = messente_inbound(msg_id=message_id, channel=message.channel,
+                            recipient=message.recipient, sender=message.sender,
+                            text=message.text, received_at=message.received_at)
+    return WebhookDraft(account.inbound_url, "inbound", body)
+
+
+class EngineSink:
+    def __init__(self, store: Store, wakeup: Wakeup) -> None:
+        self.store = store
+        self.wakeup = wakeup
+
+    async def report_statuses(self, reports: Sequence[StatusReport]) -> None:
+        if not reports:
+            return
+        now = utcnow()
+        await self.store.apply_reports([
+            Report(channel=r.channel, status=r.status, message_id=r.message_id,
+                   provider_ref=r.provider_ref, err=r.err, error=r.error,
+                   occurred_at=r.occurred_at or now)
+            for r in reports
+        ], now)
+        self.wakeup.wake()
+
+    async def receive_inbound(self, messages: Sequence[InboundMessage]) -> None:
+        if not messages:
+            return
+        await self.store_inbound([Inbound(m.channel, m.sender, m.recipient, m.text,
+                                          m.received_at) for m in messages])
+
+    async def receive_fragments(self, fragments: Sequence[InboundFragment]) -> None:
+        if not fragments:
+            return
+        complete = await self.store.add_fragments([
+            Fragment(f.channel, f.sender, f.recipient, f.group_key, f.total, f.seq, f.text,
+                     f.received_at) for f in fragments])
+        if complete:
+            await self.store_inbound(complete)
+
+    async def store_inbound(self, messages: Sequence[Inbound]) -> None:
+        await self.store.store_inbound(messages, inbound_webhook, utcnow())
+        self.wakeup.wake()
+
+    async def remember_subscriber(self, provider: str, phone: str, address: str) -> None:
+        await self.store.remember_subscriber(provider, phone, address, utcnow())
+
+    async def lookup_subscribers(self, provider: str, phones: Sequence[str]) -> dict[str, str]:
+        return await self.store.lookup_subscribers(provider, phones)

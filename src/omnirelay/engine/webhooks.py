@@ -1,0 +1,169 @@
+"""The webhook sender: claim due callbacks from the outbox, sign, POST, record the result.
+
+Each callback is its own task, so one slow receiver holds only its own slots: a receiver gets at
+most `PER_HOST_LIMIT` concurrent requests, and callbacks beyond that are put back for a moment
+without counting as a try. 2xx and 3xx mean delivered; anything else is retried with back-off.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+import httpx
+
+from omnirelay.accounts import AccountCache
+from omnirelay.config import WebhookSettings
+from omnirelay.core.backoff import retry_delay
+from omnirelay.core.signing import messente_signature
+from omnirelay.core.timefmt import utcnow
+from omnirelay.engine.wakeup import wait
+from omnirelay.store.queries import Account, ClaimedWebhook, Store, WebhookResult
+
+log = logging.getLogger(__name__)
+
+PER_HOST_LIMIT = 16
+DEFER_SECONDS = 0.5
+
+# kind -> (account, url, body) -> headers to send
+Signer = Callable[[Account, str, bytes], dict[str, str]]
+
+
+def sign_dlr(account: Account, _url: str, body: bytes) -> dict[str, str]:
+    return {"Content-Type": "application/json",
+            "X-Messente-Signature": messente_signature(account.api_password, body)}
+
+
+def sign_inbound(account: Account, _url: str, body: bytes) -> dict[str, str]:
+    return {"Content-Type": "application/json",
+            "X-Messente-Signature": messente_signature(account.inbound_secret, body)}
+
+
+DEFAULT_SIGNERS: dict[str, Signer] = {"dlr": sign_dlr, "inbound": sign_inbound}
+
+
+class WebhookSender:
+    def __init__(self, store: Store, accounts: AccountCache, settings: WebhookSettings,
+                 wake: asyncio.Event, signers: dict[str, Signer] | None = None) -> None:
+        self.store = store
+        self.accounts = accounts
+        self.settings = settings
+        self.wake = wake
+        self.signers = dict(DEFAULT_SIGNERS if signers is None else signers)
+        self._in_flight = 0
+        self._per_host: defaultdict[str, int] = defaultdict(int)
+        self._results: list[WebhookResult] = []
+        self._flush_needed = asyncio.Event()
+        self._capacity = asyncio.Event()
+        self._client: httpx.AsyncClient | None = None
+        self.delivered = 0
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        self._client = httpx.AsyncClient(
+            timeout=self.settings.timeout, follow_redirects=False,
+            limits=httpx.Limits(max_connections=self.settings.concurrency * 2,
+                                max_keepalive_connections=self.settings.concurrency),
+        )
+        flusher = asyncio.get_running_loop().create_task(self._flush_loop(stopping))
+        try:
+            await self._claim_loop(stopping)
+        finally:
+            while self._in_flight:
+                await asyncio.sleep(0.05)
+            await self._flush()
+            flusher.cancel()
+            await self._client.aclose()
+
+    async def _claim_loop(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            free = self.settings.concurrency - self._in_flight
+            if free <= 0:
+                self._capacity.clear()
+                await wait(self._capacity, 1.0)
+                continue
+            try:
+                claimed = await self.store.claim_webhooks(
+                    min(free, self.settings.batch_size), self.settings.lease_seconds, utcnow())
+            except Exception:
+                log.exception("claiming webhooks failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            if not claimed:
+                await wait(self.wake, await self._idle_for())
+                continue
+            for webhook in claimed:
+                host = urlsplit(webhook.url).netloc
+                if self._per_host[host] >= PER_HOST_LIMIT:
+                    self._record(WebhookResult(webhook.id, False, DEFER_SECONDS,
+                                               "deferred: receiver busy", deferred=True))
+                    continue
+                self._per_host[host] += 1
+                self._in_flight += 1
+                asyncio.get_running_loop().create_task(self._deliver(webhook, host))
+
+    async def _idle_for(self) -> float:
+        nearest = await self.store.next_webhook_time()
+        if nearest is None:
+            return 1.0
+        return min(1.0, max(0.01, (nearest - utcnow()).total_seconds()))
+
+    async def _deliver(self, webhook: ClaimedWebhook, host: str) -> None:
+        try:
+            self._record(await self._post(webhook))
+        finally:
+            self._per_host[host] -= 1
+            self._in_flight -= 1
+            self._capacity.set()
+
+    async def _post(self, webhook: ClaimedWebhook) -> WebhookResult:
+        assert self._client is not None
+        account = await self.accounts.by_id(webhook.account_id)
+        signer = self.signers.get(webhook.kind)
+        if account is None or signer is None:
+            return WebhookResult(webhook.id, False, 0, f"cannot sign a {webhook.kind} webhook",
+                                 give_up=True)
+        headers = signer(account, webhook.url, webhook.body)
+        try:
+            response = await self._client.post(webhook.url, content=webhook.body, headers=headers)
+        except httpx.HTTPError as exc:
+            return self._failure(webhook, f"{type(exc).__name__}: {exc}")
+        if 200 <= response.status_code < 400:
+            self.delivered += 1
+            return WebhookResult(webhook.id, True)
+        return self._failure(webhook, f"HTTP {response.status_code}")
+
+    def _failure(self, webhook: ClaimedWebhook, error: str) -> WebhookResult:
+        tries = webhook.tries + 1
+        give_up = tries >= self.settings.max_tries
+        if give_up:
+            log.warning("webhook %d to %s failed %d times; giving up (%s)", webhook.id,
+                        urlsplit(webhook.url).netloc, tries, error)
+        delay = retry_delay(tries, base=self.settings.backoff_base,
+                            factor=self.settings.backoff_factor, cap=self.settings.backoff_max,
+                            jitter=self.settings.jitter)
+        return WebhookResult(webhook.id, False, delay, error, give_up=give_up)
+
+    def _record(self, result: WebhookResult) -> None:
+        self._results.append(result)
+        self._flush_needed.set()
+
+    async def _flush_loop(self, stopping: asyncio.Event) -> None:
+        while True:
+            await self._flush_needed.wait()
+            self._flush_needed.clear()
+            await self._flush()
+
+    async def _flush(self) -> None:
+        if not self._results:
+            return
+        batch, self._results = self._results, []
+        try:
+            await self.store.finish_webhooks(batch, utcnow())
+        except Exception:
+            # The leases run out and these are sent again: at least once, never lost.
+            log.exception("recording %d webhook results failed", len(batch))
+        if any(r.delivered for r in batch):
+            self.wake.set()

@@ -1,0 +1,170 @@
+"""The runtime: every long-lived part of a process, built from settings and wired explicitly.
+
+`serve` runs the API and the workers on one Runtime; `worker` runs only the workers. Nothing is a
+module-level global: tests build as many runtimes as they like.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from omnirelay.accounts import AccountCache
+from omnirelay.channels.base import Channel
+from omnirelay.channels.sandbox import SandboxChannel
+from omnirelay.config import CHANNELS, Settings
+from omnirelay.core.reports import ReportContext, WebhookDraft, messente_dlr
+from omnirelay.core.secrets import SecretBox
+from omnirelay.core.timefmt import utcnow
+from omnirelay.engine.dispatcher import Dispatcher
+from omnirelay.engine.maintenance import Maintenance
+from omnirelay.engine.sink import EngineSink
+from omnirelay.engine.wakeup import Wakeup, listen_postgres
+from omnirelay.engine.webhooks import DEFAULT_SIGNERS, Signer, WebhookSender
+from omnirelay.errors import ConfigError
+from omnirelay.store import migrate
+from omnirelay.store.batching import GroupCommitter
+from omnirelay.store.database import Database
+from omnirelay.store.queries import NewOmnimessage, Store
+
+log = logging.getLogger(__name__)
+
+ChannelFactory = Callable[[Mapping[str, Any], Settings], Channel]
+
+
+def _sandbox(_settings: Mapping[str, Any], settings: Settings) -> Channel:
+    return SandboxChannel(delay_ms=settings.sandbox.delay_ms)
+
+
+def provider_factories() -> dict[str, ChannelFactory]:
+    """Provider name -> how to build it from its [providers.NAME] table."""
+    factories: dict[str, ChannelFactory] = {"sandbox": _sandbox}
+    return factories
+
+
+class Runtime:
+    def __init__(self, settings: Settings, *, factories: dict[str, ChannelFactory] | None = None
+                 ) -> None:
+        self.settings = settings
+        self.db = Database(settings.database_url)
+        self.box = SecretBox(settings.secret_key)
+        self.report_builders: dict[str, Callable[[ReportContext], list[WebhookDraft]]] = {
+            "messente": messente_dlr,
+        }
+        self.signers: dict[str, Signer] = dict(DEFAULT_SIGNERS)
+        self.store = Store(self.db, self.box, self._build_reports)
+        self.accounts = AccountCache(self.store)
+        self.wakeup = Wakeup()
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.committer: GroupCommitter[NewOmnimessage] = GroupCommitter(self._insert)
+        self.sink = EngineSink(self.store, self.wakeup)
+        self.providers = self._build_providers(factories or provider_factories())
+        self.channels: dict[str, Channel] = {
+            name: self.providers[settings.provider_for(name)] for name in CHANNELS
+        }
+        self.sms_validators: list[Callable[[NewOmnimessage], NewOmnimessage]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self.dispatcher: Dispatcher | None = None
+        self.webhook_sender: WebhookSender | None = None
+        self.started_channels = False
+
+    def _build_providers(self, factories: dict[str, ChannelFactory]) -> dict[str, Channel]:
+        wanted = {"sandbox"} | {self.settings.provider_for(c) for c in CHANNELS}
+        providers: dict[str, Channel] = {}
+        for name in sorted(wanted):
+            kind = self.settings.providers.get(name, {}).get("type", name)
+            factory = factories.get(kind)
+            if factory is None:
+                raise ConfigError(f"provider {name!r}: unknown type {kind!r} "
+                                  f"(known: {', '.join(sorted(factories))})")
+            providers[name] = factory(self.settings.providers.get(name, {}), self.settings)
+        return providers
+
+    def _build_reports(self, ctx: ReportContext) -> list[WebhookDraft]:
+        builder = self.report_builders.get(ctx.surface)
+        return builder(ctx) if builder is not None else []
+
+    async def _insert(self, items: Sequence[NewOmnimessage]) -> None:
+        await self.store.insert_omnimessages(items, utcnow())
+
+    # used by the API surfaces --------------------------------------------------------------
+
+    async def accept(self, messages: Sequence[NewOmnimessage]) -> None:
+        """Durably store accepted messages (group-committed) and wake the dispatcher."""
+        if not messages:
+            return
+        await self.committer.submit(messages)
+        self.wakeup.wake()
+
+    async def cancel(self, account_id: int, omnimessage_id: str) -> bool:
+        return await self.store.cancel(account_id, omnimessage_id, utcnow())
+
+    def validate_sms(self, message: NewOmnimessage) -> NewOmnimessage:
+        for validator in self.sms_validators:
+            message = validator(message)
+        return message
+
+    # lifecycle -----------------------------------------------------------------------------
+
+    def migrate(self) -> None:
+        migrate.upgrade(self.db)
+
+    async def start(self, *, workers: bool = True) -> None:
+        self._stopping.clear()
+        for provider in self.providers.values():
+            await provider.start(self.sink)
+        self.started_channels = True
+        if not workers:
+            return
+        loop = asyncio.get_running_loop()
+        self.dispatcher = Dispatcher(self.store, self.channels, self.settings.engine,
+                                     self.worker_id, self.wakeup.subscribe())
+        self.webhook_sender = WebhookSender(self.store, self.accounts, self.settings.webhooks,
+                                            self.wakeup.subscribe(), self.signers)
+        maintenance = Maintenance(self.store, self.sink, self.settings.engine, self.worker_id,
+                                  self.wakeup)
+        self._tasks = [
+            loop.create_task(self.dispatcher.run(self._stopping), name="dispatcher"),
+            loop.create_task(self.webhook_sender.run(self._stopping), name="webhooks"),
+            loop.create_task(maintenance.run_expiry(self._stopping), name="expiry"),
+            loop.create_task(maintenance.run_housekeeping(self._stopping), name="housekeeping"),
+        ]
+        if not self.db.is_sqlite:
+            dsn = self.settings.database_url.replace("postgresql+psycopg://", "postgresql://")
+            self._tasks.append(loop.create_task(
+                listen_postgres(dsn, self.wakeup, self._stopping), name="listen"))
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        self.wakeup.wake()
+        for task in self._tasks:
+            if task.get_name() == "listen":
+                task.cancel()
+        if self._tasks:
+            done, pending = await asyncio.wait(self._tasks, timeout=10)
+            for task in pending:
+                task.cancel()
+        if self.dispatcher is not None:
+            await self.dispatcher.drain()
+        if self.started_channels:
+            for provider in self.providers.values():
+                await provider.stop()
+            self.started_channels = False
+        if self._tasks:
+            with_exceptions = [t for t in self._tasks if t.done() and not t.cancelled()
+                               and t.exception() is not None]
+            for task in with_exceptions:
+                log.error("worker task %s ended with %r", task.get_name(), task.exception())
+        self._tasks = []
+        if self.webhook_sender is not None:
+            await asyncio.sleep(0)
+        await self.store.retire_worker(self.worker_id)
+
+    def close(self) -> None:
+        self.db.dispose()

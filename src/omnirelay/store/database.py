@@ -1,0 +1,103 @@
+"""The connector: one SQLAlchemy engine, used from asyncio by running each unit of work in a thread.
+
+The same Core statements run on SQLite (sqlite3) and PostgreSQL (psycopg 3). On SQLite, writes are
+serialised in-process (SQLite has one writer; queueing here is cheaper than SQLITE_BUSY retries),
+so SQLite serves one process; PostgreSQL serves any number of processes on any number of hosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, create_engine, event, text
+from sqlalchemy.engine import Engine
+
+T = TypeVar("T")
+
+NOTIFY_CHANNEL = "omnirelay_work"
+
+
+def sqlalchemy_url(database_url: str) -> str:
+    if database_url.startswith("postgresql://"):
+        return "postgresql+psycopg://" + database_url[len("postgresql://") :]
+    return database_url
+
+
+class Database:
+    def __init__(self, database_url: str, *, pool_size: int = 8) -> None:
+        self.url = database_url
+        url = sqlalchemy_url(database_url)
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            path = url.split("///", 1)[1] if "///" in url else ""
+            if path and path != ":memory:":
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(
+                url, pool_size=pool_size, max_overflow=0,
+                connect_args={"check_same_thread": False, "timeout": 30},
+            )
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        else:
+            self.engine = create_engine(
+                url, pool_size=pool_size, max_overflow=4, pool_pre_ping=True
+            )
+        # Threads block on the database, not the CPU, so a few more than the pool is right.
+        self._executor = ThreadPoolExecutor(max_workers=pool_size + 4,
+                                            thread_name_prefix="omnirelay-db")
+        self._sqlite_write_lock = threading.Lock()
+
+    async def read(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in a read-only unit (autocommitted, no locks kept)."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._run, work, False
+        )
+
+    async def write(self, work: Callable[[Connection], T]) -> T:
+        """Run `work` in one transaction; committed when this returns."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._run, work, True
+        )
+
+    def run_sync(self, work: Callable[[Connection], T]) -> T:
+        return self._run(work, True)
+
+    def _run(self, work: Callable[[Connection], T], writes: bool) -> T:
+        if writes and self.is_sqlite:
+            with self._sqlite_write_lock, self.engine.connect() as conn:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+                try:
+                    result = work(conn)
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+                return result
+        with self.engine.begin() as conn:
+            return work(conn)
+
+    def notify(self, conn: Connection) -> None:
+        """Tell other processes new work is due (PostgreSQL); delivered at commit."""
+        if not self.is_sqlite:
+            conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # pysqlite's implicit transaction handling would defeat BEGIN IMMEDIATE.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    # FULL: a 201 means the message survives a power cut too, not only a process crash. Group
+    # commit (see store.batching) keeps the fsync count low under load.
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()

@@ -1,0 +1,1048 @@
+"""Every query omnirelay runs, in one place, as SQLAlchemy Core on SQLite and PostgreSQL alike.
+
+Each public method is one transaction. Work queues (due attempts, webhooks) are claimed in batches
+with a lease: `FOR UPDATE SKIP LOCKED` on PostgreSQL lets many processes claim side by side, and a
+lease that runs out (its worker died) makes the work claimable again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy.sql import ColumnElement
+
+from omnirelay.core.fallback import Next, apply_status, combine_parts
+from omnirelay.core.reports import ReportContext, WebhookDraft
+from omnirelay.core.secrets import SecretBox
+from omnirelay.core.statuses import Status
+from omnirelay.store.database import Database
+from omnirelay.store.tables import (
+    accounts,
+    attempts,
+    inbound_fragments,
+    inbound_messages,
+    inbound_numbers,
+    omnimessages,
+    provider_refs,
+    status_events,
+    subscribers,
+    unmatched_reports,
+    webhooks,
+    workers,
+)
+
+ReportBuilder = Callable[[ReportContext], list[WebhookDraft]]
+
+
+# --- values --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    name: str
+    api_username: str
+    api_password: str
+    twilio_account_sid: str
+    twilio_auth_token: str
+    inbound_secret: str
+    default_sender: str
+    dlr_url: str | None
+    inbound_url: str | None
+    replacements: dict[str, str] | None
+    created_at: datetime
+
+    def __repr__(self) -> str:  # never print secrets, not even in a traceback
+        return f"Account(id={self.id}, name={self.name!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class NewAttempt:
+    message_id: str
+    seq: int
+    channel: str
+    sender: str
+    content: dict[str, Any]
+    validity_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewOmnimessage:
+    id: str
+    account_id: int
+    surface: str
+    to: str
+    priority: int
+    time_to_send: datetime | None
+    dlr_url: str | None
+    text_store: str
+    attempts: tuple[NewAttempt, ...]
+    extra: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptView:
+    message_id: str
+    seq: int
+    channel: str
+    sender: str
+    to: str
+    content: dict[str, Any] | None
+    state: str
+    status: str | None
+    err: int | None
+    error: str | None
+    parts_count: int | None
+    sent_at: datetime | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OmnimessageView:
+    id: str
+    account_id: int
+    surface: str
+    to: str
+    state: str
+    priority: int
+    time_to_send: datetime | None
+    dlr_url: str | None
+    text_store: str
+    extra: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    attempts: tuple[AttemptView, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedAttempt:
+    message_id: str
+    omnimessage_id: str
+    account_id: int
+    channel: str
+    to: str
+    sender: str
+    content: dict[str, Any]
+    deadline: datetime | None
+    priority: int
+    due_at: datetime
+    tries: int
+
+
+@dataclass(frozen=True, slots=True)
+class SendOutcome:
+    """What the dispatcher learned from a channel about one claimed attempt."""
+
+    message_id: str
+    status: str | None = None
+    err: int | None = None
+    error: str | None = None
+    provider_refs: tuple[str, ...] = ()
+    parts_count: int = 1
+    retry_after: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """A status for an attempt, found by our message_id or by the upstream's ref."""
+
+    channel: str
+    status: str
+    message_id: str | None = None
+    provider_ref: str | None = None
+    err: int | None = None
+    error: str | None = None
+    occurred_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedWebhook:
+    id: int
+    account_id: int
+    kind: str
+    url: str
+    body: bytes
+    headers: dict[str, str]
+    tries: int
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResult:
+    id: int
+    delivered: bool
+    retry_in: float = 0.0  # seconds, when not delivered
+    error: str | None = None
+    give_up: bool = False
+    deferred: bool = False  # put back without trying (receiver saturated); not a try
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    channel: str
+    sender: str
+    recipient: str
+    text: str
+    received_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    channel: str
+    sender: str
+    recipient: str
+    group_key: str
+    total: int
+    seq: int
+    text: str
+    received_at: datetime
+
+
+@dataclass(slots=True)
+class _Changes:
+    """What one transaction of status changes wants written, collected then written in bulk."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
+    drafts: list[tuple[int, str, WebhookDraft]] = field(default_factory=list)
+    ended: set[str] = field(default_factory=set)
+
+
+# --- the store -----------------------------------------------------------------------------------
+
+class Store:
+    def __init__(self, db: Database, box: SecretBox, report_builder: ReportBuilder) -> None:
+        self.db = db
+        self.box = box
+        self.report_builder = report_builder
+
+    # accounts ------------------------------------------------------------------------------
+
+    async def create_account(
+        self, *, name: str, api_username: str, api_password: str, twilio_account_sid: str,
+        twilio_auth_token: str, inbound_secret: str, default_sender: str, now: datetime,
+        dlr_url: str | None = None, inbound_url: str | None = None,
+    ) -> Account:
+        values = {
+            "name": name,
+            "api_username": api_username,
+            "api_password_enc": self.box.seal(api_password),
+            "twilio_account_sid": twilio_account_sid,
+            "twilio_auth_token_enc": self.box.seal(twilio_auth_token),
+            "inbound_secret_enc": self.box.seal(inbound_secret),
+            "default_sender": default_sender,
+            "dlr_url": dlr_url,
+            "inbound_url": inbound_url,
+            "created_at": now,
+        }
+
+        def work(conn: Connection) -> int:
+            return int(conn.execute(insert(accounts).values(**values)
+                                    .returning(accounts.c.id)).scalar_one())
+
+        account_id = await self.db.write(work)
+        account = await self.account_by(accounts.c.id == account_id)
+        assert account is not None
+        return account
+
+    async def account_by_name(self, name: str) -> Account | None:
+        return await self.account_by(accounts.c.name == name)
+
+    async def account_by_username(self, username: str) -> Account | None:
+        return await self.account_by(accounts.c.api_username == username)
+
+    async def account_by_sid(self, sid: str) -> Account | None:
+        return await self.account_by(accounts.c.twilio_account_sid == sid)
+
+    async def account_by_id(self, account_id: int) -> Account | None:
+        return await self.account_by(accounts.c.id == account_id)
+
+    async def account_by(self, condition: ColumnElement[bool]) -> Account | None:
+        def work(conn: Connection) -> Any:
+            return conn.execute(select(accounts).where(condition)).mappings().first()
+
+        row = await self.db.read(work)
+        return None if row is None else self._account(row)
+
+    async def list_accounts(self) -> list[Account]:
+        def work(conn: Connection) -> Any:
+            return conn.execute(select(accounts).order_by(accounts.c.id)).mappings().all()
+
+        return [self._account(row) for row in await self.db.read(work)]
+
+    async def count_accounts(self) -> int:
+        def work(conn: Connection) -> int:
+            return int(conn.execute(select(func.count()).select_from(accounts)).scalar_one())
+
+        return await self.db.read(work)
+
+    async def update_account(self, account_id: int, **changes: Any) -> Account:
+        """Change settings or secrets; secrets are given in clear and sealed here."""
+        values: dict[str, Any] = {}
+        for key, value in changes.items():
+            if key in {"api_password", "twilio_auth_token", "inbound_secret"}:
+                values[key + "_enc"] = self.box.seal(value)
+            else:
+                values[key] = value
+
+        def work(conn: Connection) -> None:
+            conn.execute(update(accounts).where(accounts.c.id == account_id).values(**values))
+
+        await self.db.write(work)
+        account = await self.account_by_id(account_id)
+        assert account is not None
+        return account
+
+    async def set_inbound_numbers(self, account_id: int, numbers: Iterable[str]) -> None:
+        wanted = list(dict.fromkeys(numbers))
+
+        def work(conn: Connection) -> None:
+            conn.execute(delete(inbound_numbers).where(inbound_numbers.c.account_id == account_id))
+            conn.execute(delete(inbound_numbers).where(inbound_numbers.c.number.in_(wanted)))
+            if wanted:
+                conn.execute(insert(inbound_numbers),
+                             [{"number": n, "account_id": account_id} for n in wanted])
+
+        await self.db.write(work)
+
+    async def inbound_numbers_of(self, account_id: int) -> list[str]:
+        def work(conn: Connection) -> list[str]:
+            query = select(inbound_numbers.c.number).where(
+                inbound_numbers.c.account_id == account_id).order_by(inbound_numbers.c.number)
+            return list(conn.execute(query).scalars())
+
+        return await self.db.read(work)
+
+    def _account(self, row: Any) -> Account:
+        return Account(
+            id=row["id"], name=row["name"], api_username=row["api_username"],
+            api_password=self.box.open(row["api_password_enc"]),
+            twilio_account_sid=row["twilio_account_sid"],
+            twilio_auth_token=self.box.open(row["twilio_auth_token_enc"]),
+            inbound_secret=self.box.open(row["inbound_secret_enc"]),
+            default_sender=row["default_sender"], dlr_url=row["dlr_url"],
+            inbound_url=row["inbound_url"], replacements=row["replacements"],
+            created_at=row["created_at"],
+        )
+
+    # accepting -----------------------------------------------------------------------------
+
+    async def insert_omnimessages(self, items: Sequence[NewOmnimessage], now: datetime) -> None:
+        """Store accepted omnimessages and their attempts in one transaction (group commit)."""
+        if not items:
+            return
+        message_rows: list[dict[str, Any]] = []
+        attempt_rows: list[dict[str, Any]] = []
+        for item in items:
+            message_rows.append({
+                "id": item.id, "account_id": item.account_id, "surface": item.surface,
+                "to": item.to, "state": "accepted", "priority": item.priority,
+                "time_to_send": item.time_to_send, "dlr_url": item.dlr_url,
+                "text_store": item.text_store, "extra": item.extra,
+                "created_at": now, "updated_at": now,
+            })
+            start = item.time_to_send if item.time_to_send and item.time_to_send > now else now
+            for attempt in item.attempts:
+                first = attempt.seq == 0
+                attempt_rows.append({
+                    "id": attempt.message_id, "omnimessage_id": item.id,
+                    "account_id": item.account_id, "seq": attempt.seq,
+                    "channel": attempt.channel, "sender": attempt.sender, "to": item.to,
+                    "content": attempt.content,
+                    "content_sha256": _content_hash(attempt.content)
+                    if item.text_store == "sha256" else None,
+                    "validity_seconds": attempt.validity_seconds,
+                    "state": "due" if first else "waiting", "priority": item.priority,
+                    "due_at": start if first else None,
+                    "deadline": start + timedelta(seconds=attempt.validity_seconds)
+                    if first else None,
+                    "updated_at": now,
+                })
+
+        def work(conn: Connection) -> None:
+            conn.execute(insert(omnimessages), message_rows)
+            conn.execute(insert(attempts), attempt_rows)
+            self.db.notify(conn)
+
+        await self.db.write(work)
+
+    # reading -------------------------------------------------------------------------------
+
+    async def omnimessage(self, account_id: int, omnimessage_id: str) -> OmnimessageView | None:
+        def work(conn: Connection) -> OmnimessageView | None:
+            row = conn.execute(select(omnimessages).where(
+                omnimessages.c.id == omnimessage_id, omnimessages.c.account_id == account_id,
+            )).mappings().first()
+            if row is None:
+                return None
+            return self._view(row, self._attempt_views(conn, [omnimessage_id])[omnimessage_id])
+
+        return await self.db.read(work)
+
+    async def list_omnimessages(
+        self, account_id: int, *, surface: str, to: str | None = None,
+        sender: str | None = None, sent_after: datetime | None = None,
+        sent_before: datetime | None = None, offset: int = 0, limit: int = 50,
+    ) -> list[OmnimessageView]:
+        """Newest first, as Twilio lists messages."""
+        def work(conn: Connection) -> list[OmnimessageView]:
+            query = select(omnimessages).where(omnimessages.c.account_id == account_id,
+                                               omnimessages.c.surface == surface)
+            if to is not None:
+                query = query.where(omnimessages.c.to == to)
+            if sender is not None:
+                query = query.where(exists().where(attempts.c.omnimessage_id == omnimessages.c.id,
+                                                   attempts.c.sender == sender))
+            if sent_after is not None:
+                query = query.where(omnimessages.c.created_at >= sent_after)
+            if sent_before is not None:
+                query = query.where(omnimessages.c.created_at < sent_before)
+            query = query.order_by(omnimessages.c.created_at.desc(), omnimessages.c.id.desc())
+            rows = conn.execute(query.offset(offset).limit(limit)).mappings().all()
+            views = self._attempt_views(conn, [r["id"] for r in rows])
+            return [self._view(r, views[r["id"]]) for r in rows]
+
+        return await self.db.read(work)
+
+    def _attempt_views(self, conn: Connection, ids: list[str]) -> dict[str, list[AttemptView]]:
+        result: dict[str, list[AttemptView]] = {i: [] for i in ids}
+        if not ids:
+            return result
+        rows = conn.execute(select(attempts).where(attempts.c.omnimessage_id.in_(ids))
+                            .order_by(attempts.c.omnimessage_id, attempts.c.seq)).mappings()
+        for r in rows:
+            result[r["omnimessage_id"]].append(AttemptView(
+                message_id=r["id"], seq=r["seq"], channel=r["channel"], sender=r["sender"],
+                to=r["to"], content=r["content"], state=r["state"], status=r["status"],
+                err=r["err"], error=r["error"], parts_count=r["parts_count"],
+                sent_at=r["sent_at"], updated_at=r["updated_at"],
+            ))
+        return result
+
+    @staticmethod
+    def _view(row: Any, attempt_views: list[AttemptView]) -> OmnimessageView:
+        return OmnimessageView(
+            id=row["id"], account_id=row["account_id"], surface=row["surface"], to=row["to"],
+            state=row["state"], priority=row["priority"], time_to_send=row["time_to_send"],
+            dlr_url=row["dlr_url"], text_store=row["text_store"], extra=row["extra"],
+            created_at=row["created_at"], updated_at=row["updated_at"],
+            attempts=tuple(attempt_views),
+        )
+
+    # canceling and editing -----------------------------------------------------------------
+
+    async def cancel(self, account_id: int, omnimessage_id: str, now: datetime) -> bool:
+        """Cancel an omnimessage none of whose attempts has been claimed yet.
+
+        The decisive statement updates the first attempt's row, the same row a claim locks, so a
+        cancel and a claim cannot both win."""
+        def work(conn: Connection) -> bool:
+            won = conn.execute(update(attempts).where(
+                attempts.c.omnimessage_id == omnimessage_id, attempts.c.account_id == account_id,
+                attempts.c.seq == 0, attempts.c.state == "due",
+            ).values(state="canceled", updated_at=now)).rowcount
+            if won != 1:
+                return False
+            conn.execute(update(attempts).where(
+                attempts.c.omnimessage_id == omnimessage_id, attempts.c.state == "waiting",
+            ).values(state="canceled", updated_at=now))
+            conn.execute(update(omnimessages).where(omnimessages.c.id == omnimessage_id)
+                         .values(state="canceled", updated_at=now))
+            return True
+
+        return await self.db.write(work)
+
+    async def forget_content(self, account_id: int, omnimessage_id: str, now: datetime) -> bool:
+        def work(conn: Connection) -> bool:
+            found = conn.execute(update(omnimessages).where(
+                omnimessages.c.id == omnimessage_id, omnimessages.c.account_id == account_id,
+            ).values(updated_at=now)).rowcount
+            conn.execute(update(attempts).where(attempts.c.omnimessage_id == omnimessage_id)
+                         .values(content=None, content_sha256=None))
+            return bool(found)
+
+        return await self.db.write(work)
+
+    async def delete_omnimessage(self, account_id: int, omnimessage_id: str) -> bool:
+        """Delete a finished or canceled message; one still in flight is refused (False)."""
+        def work(conn: Connection) -> bool:
+            busy = conn.execute(select(func.count()).select_from(attempts).where(
+                attempts.c.omnimessage_id == omnimessage_id,
+                attempts.c.state.in_(("due", "sending", "sent")),
+            )).scalar_one()
+            if busy:
+                return False
+            conn.execute(delete(attempts).where(attempts.c.omnimessage_id == omnimessage_id,
+                                                attempts.c.account_id == account_id))
+            return bool(conn.execute(delete(omnimessages).where(
+                omnimessages.c.id == omnimessage_id, omnimessages.c.account_id == account_id,
+            )).rowcount)
+
+        return await self.db.write(work)
+
+    # dispatching ---------------------------------------------------------------------------
+
+    async def claim_due_attempts(
+        self, owner: str, limit: int, lease_seconds: float, now: datetime,
+        channels: Sequence[str] | None = None,
+    ) -> list[ClaimedAttempt]:
+        """Lease up to `limit` due attempts, highest priority first, then oldest due time."""
+        def work(conn: Connection) -> list[ClaimedAttempt]:
+            due = (select(attempts.c.id)
+                   .where(attempts.c.state == "due", attempts.c.due_at <= now)
+                   .order_by(attempts.c.priority, attempts.c.due_at)
+                   .limit(limit).with_for_update(skip_locked=True))
+            if channels is not None:
+                due = due.where(attempts.c.channel.in_(channels))
+            rows = conn.execute(
+                update(attempts).where(attempts.c.id.in_(due.scalar_subquery()))
+                .values(state="sending", lease_owner=owner,
+                        lease_until=now + timedelta(seconds=lease_seconds),
+                        tries=attempts.c.tries + 1, updated_at=now)
+                .returning(attempts.c.id, attempts.c.omnimessage_id, attempts.c.account_id,
+                           attempts.c.channel, attempts.c.to, attempts.c.sender,
+                           attempts.c.content, attempts.c.deadline, attempts.c.priority,
+                           attempts.c.due_at, attempts.c.tries)
+            ).all()
+            claimed = [ClaimedAttempt(
+                message_id=r[0], omnimessage_id=r[1], account_id=r[2], channel=r[3], to=r[4],
+                sender=r[5], content=r[6] or {}, deadline=r[7], priority=r[8], due_at=r[9],
+                tries=r[10],
+            ) for r in rows]
+            claimed.sort(key=lambda c: (c.priority, c.due_at))
+            return claimed
+
+        return await self.db.write(work)
+
+    async def record_send_outcomes(
+        self, owner: str, outcomes: Sequence[SendOutcome], channel_of: dict[str, str],
+        now: datetime,
+    ) -> None:
+        """Apply what the channels said about claimed attempts, in one transaction."""
+        if not outcomes:
+            return
+
+        def work(conn: Connection) -> None:
+            changes = _Changes()
+            retry = [o for o in outcomes if o.retry_after is not None]
+            accepted = [o for o in outcomes if o.retry_after is None]
+            if retry:
+                conn.execute(
+                    update(attempts).where(attempts.c.id == bindparam("mid"),
+                                           attempts.c.state == "sending")
+                    .values(state="due", due_at=bindparam("due"), lease_owner=None,
+                            lease_until=None, updated_at=now),
+                    [{"mid": o.message_id,
+                      "due": now + timedelta(seconds=o.retry_after or 0)} for o in retry],
+                )
+            if accepted:
+                conn.execute(
+                    update(attempts).where(attempts.c.id == bindparam("mid"),
+                                           attempts.c.state == "sending")
+                    .values(state="sent", sent_at=now, parts_count=bindparam("parts"),
+                            lease_owner=None, lease_until=None, updated_at=now),
+                    [{"mid": o.message_id, "parts": o.parts_count} for o in accepted],
+                )
+                ref_rows = [
+                    {"channel": channel_of[o.message_id], "ref": ref, "attempt_id": o.message_id,
+                     "part": part}
+                    for o in accepted for part, ref in enumerate(o.provider_refs)
+                ]
+                if ref_rows:
+                    conn.execute(insert(provider_refs), ref_rows)
+                sent_events = [o for o in accepted if o.status is None]
+                if sent_events:
+                    self._emit_sent(conn, [o.message_id for o in sent_events], now, changes)
+                immediate = [Report(channel=channel_of[o.message_id], status=o.status,
+                                    message_id=o.message_id, err=o.err, error=o.error,
+                                    occurred_at=now)
+                             for o in accepted if o.status is not None]
+                self._apply_reports(conn, immediate, now, changes)
+                if ref_rows:
+                    self._rematch(conn, [(r["channel"], r["ref"]) for r in ref_rows], now,
+                                  changes)
+            self._write_changes(conn, changes, now)
+
+        await self.db.write(work)
+
+    async def apply_reports(self, reports: Sequence[Report], now: datetime) -> None:
+        if not reports:
+            return
+
+        def work(conn: Connection) -> None:
+            changes = _Changes()
+            self._apply_reports(conn, reports, now, changes)
+            self._write_changes(conn, changes, now)
+
+        await self.db.write(work)
+
+    async def expire_attempts(self, now: datetime, limit: int = 1000) -> int:
+        """Attempts past their deadline without success become EXPIRED (err 2)."""
+        def work(conn: Connection) -> int:
+            ids = list(conn.execute(
+                select(attempts.c.id, attempts.c.channel)
+                .where(attempts.c.state.in_(("due", "sent")), attempts.c.deadline <= now)
+                .limit(limit).with_for_update(skip_locked=True)
+            ).all())
+            if not ids:
+                return 0
+            changes = _Changes()
+            self._apply_reports(conn, [Report(channel=c, status=Status.EXPIRED, message_id=i,
+                                              err=2, occurred_at=now) for i, c in ids],
+                                now, changes)
+            self._write_changes(conn, changes, now)
+            return len(ids)
+
+        return await self.db.write(work)
+
+    async def release_expired_leases(self, now: datetime, dead_owners: Sequence[str] = ()) -> int:
+        """Attempts leased by a worker that died go back to the queue."""
+        def work(conn: Connection) -> int:
+            condition = attempts.c.lease_until < now
+            if dead_owners:
+                condition = or_(condition, attempts.c.lease_owner.in_(list(dead_owners)))
+            return int(conn.execute(update(attempts).where(attempts.c.state == "sending", condition)
+                                    .values(state="due", lease_owner=None, lease_until=None,
+                                            updated_at=now)).rowcount)
+
+        return await self.db.write(work)
+
+    async def next_due_time(self) -> datetime | None:
+        def work(conn: Connection) -> datetime | None:
+            return conn.execute(select(func.min(attempts.c.due_at))
+                                .where(attempts.c.state == "due")).scalar()
+
+        return await self.db.read(work)
+
+    async def next_deadline(self) -> datetime | None:
+        def work(conn: Connection) -> datetime | None:
+            return conn.execute(select(func.min(attempts.c.deadline))
+                                .where(attempts.c.state.in_(("due", "sent")))).scalar()
+
+        return await self.db.read(work)
+
+    async def rematch_unmatched(self, now: datetime, drop_before: datetime) -> int:
+        """Retry parked receipts whose ref has been stored since (maybe by another process), and
+        drop those nobody claimed for a long time."""
+        def work(conn: Connection) -> int:
+            rows = conn.execute(
+                select(unmatched_reports.c.channel, unmatched_reports.c.ref)
+                .where(exists().where(provider_refs.c.channel == unmatched_reports.c.channel,
+                                      provider_refs.c.ref == unmatched_reports.c.ref))
+                .limit(1000)
+            ).all()
+            changes = _Changes()
+            if rows:
+                self._rematch(conn, [(r[0], r[1]) for r in rows], now, changes)
+                self._write_changes(conn, changes, now)
+            conn.execute(delete(unmatched_reports).where(unmatched_reports.c.created_at < drop_before))
+            return len(rows)
+
+        return await self.db.write(work)
+
+    # status machinery (inside a transaction) ----------------------------------------------
+
+    def _apply_reports(
+        self, conn: Connection, reports: Sequence[Report], now: datetime, changes: _Changes
+    ) -> None:
+        if not reports:
+            return
+        by_ref = [r for r in reports if r.message_id is None and r.provider_ref is not None]
+        direct = [r for r in reports if r.message_id is not None]
+        resolved: list[Report] = list(direct)
+        if by_ref:
+            resolved.extend(self._resolve_refs(conn, by_ref, now))
+        if not resolved:
+            return
+        ids = list({r.message_id for r in resolved if r.message_id})
+        rows = {r["id"]: dict(r) for r in conn.execute(
+            select(attempts, omnimessages.c.surface, omnimessages.c.dlr_url.label("om_dlr_url"),
+                   omnimessages.c.text_store, omnimessages.c.extra,
+                   accounts.c.dlr_url.label("account_dlr_url"))
+            .join(omnimessages, omnimessages.c.id == attempts.c.omnimessage_id)
+            .join(accounts, accounts.c.id == attempts.c.account_id)
+            .where(attempts.c.id.in_(ids)).with_for_update(of=attempts)
+        ).mappings()}
+        for report in resolved:
+            row = rows.get(report.message_id or "")
+            if row is None:
+                continue
+            self._transition(conn, row, report, now, changes)
+
+    def _resolve_refs(self, conn: Connection, reports: list[Report], now: datetime) -> list[Report]:
+        """Map upstream refs to attempts; park what cannot be matched yet; combine SMS parts."""
+        keys = {(r.channel, r.provider_ref) for r in reports}
+        found = {(row[0], row[1]): (row[2], row[3]) for row in conn.execute(
+            select(provider_refs.c.channel, provider_refs.c.ref, provider_refs.c.attempt_id,
+                   provider_refs.c.part)
+            .where(or_(*[and_(provider_refs.c.channel == c, provider_refs.c.ref == ref)
+                         for c, ref in keys]))
+        ).all()}
+        resolved: list[Report] = []
+        parked: list[dict[str, Any]] = []
+        touched: dict[str, Report] = {}
+        for report in reports:
+            key = (report.channel, report.provider_ref or "")
+            if key not in found:
+                parked.append({"channel": report.channel, "ref": report.provider_ref,
+                               "status": report.status, "err": report.err,
+                               "error": report.error, "occurred_at": report.occurred_at,
+                               "created_at": now})
+                continue
+            attempt_id, _part = found[key]
+            conn.execute(update(provider_refs).where(
+                provider_refs.c.channel == key[0], provider_refs.c.ref == key[1],
+            ).values(status=report.status, err=report.err))
+            touched[attempt_id] = report
+        if parked:
+            conn.execute(insert(unmatched_reports), parked)
+        for attempt_id, last in touched.items():
+            parts = conn.execute(select(provider_refs.c.status).where(
+                provider_refs.c.attempt_id == attempt_id).order_by(provider_refs.c.part)).all()
+            statuses = [Status(p[0]) if p[0] else None for p in parts]
+            if len(statuses) <= 1:
+                resolved.append(Report(channel=last.channel, status=last.status,
+                                       message_id=attempt_id, err=last.err, error=last.error,
+                                       occurred_at=last.occurred_at))
+                continue
+            combined = combine_parts(statuses)
+            if combined is not None:
+                failing = last if Status(last.status) == combined else None
+                resolved.append(Report(channel=last.channel, status=combined,
+                                       message_id=attempt_id,
+                                       err=failing.err if failing else None,
+                                       error=failing.error if failing else None,
+                                       occurred_at=last.occurred_at))
+        return resolved
+
+    def _rematch(self, conn: Connection, keys: list[tuple[str, str]], now: datetime,
+                 changes: _Changes) -> None:
+        condition = or_(*[and_(unmatched_reports.c.channel == c, unmatched_reports.c.ref == ref)
+                          for c, ref in keys])
+        rows = conn.execute(select(unmatched_reports).where(condition)
+                            .order_by(unmatched_reports.c.id)).mappings().all()
+        if not rows:
+            return
+        conn.execute(delete(unmatched_reports).where(
+            unmatched_reports.c.id.in_([r["id"] for r in rows])))
+        self._apply_reports(conn, [Report(channel=r["channel"], status=r["status"],
+                                          provider_ref=r["ref"], err=r["err"], error=r["error"],
+                                          occurred_at=r["occurred_at"]) for r in rows],
+                            now, changes)
+
+    def _transition(self, conn: Connection, row: dict[str, Any], report: Report, now: datetime,
+                    changes: _Changes) -> None:
+        current = Status(row["status"]) if row["status"] else None
+        outcome = apply_status(row["state"], current, Status(report.status), report.err,
+                               report.error)
+        if not outcome.record:
+            return
+        state = "done" if outcome.finishes_attempt else row["state"]
+        conn.execute(update(attempts).where(attempts.c.id == row["id"]).values(
+            status=outcome.status.value, err=outcome.err, error=outcome.error, state=state,
+            updated_at=now,
+            **({"lease_owner": None, "lease_until": None} if outcome.finishes_attempt else {}),
+        ))
+        row.update(status=outcome.status.value, err=outcome.err, error=outcome.error,
+                   state=state)
+        changes.events.append({"attempt_id": row["id"], "status": outcome.status.value,
+                               "err": outcome.err, "created_at": now})
+        self._draft(row, "status", report.occurred_at or now, changes)
+        if outcome.next is Next.END_SUCCESS:
+            conn.execute(update(attempts).where(
+                attempts.c.omnimessage_id == row["omnimessage_id"], attempts.c.seq > row["seq"],
+                attempts.c.state == "waiting",
+            ).values(state="skipped", updated_at=now))
+            self._end_chain(conn, row, now, changes)
+        elif outcome.next is Next.START_NEXT:
+            nxt = conn.execute(select(attempts.c.id, attempts.c.validity_seconds).where(
+                attempts.c.omnimessage_id == row["omnimessage_id"],
+                attempts.c.seq == row["seq"] + 1, attempts.c.state == "waiting",
+            )).first()
+            if nxt is None:
+                self._end_chain(conn, row, now, changes)
+            else:
+                conn.execute(update(attempts).where(attempts.c.id == nxt[0]).values(
+                    state="due", due_at=now, deadline=now + timedelta(seconds=nxt[1]),
+                    updated_at=now))
+                self.db.notify(conn)
+
+    def _end_chain(self, conn: Connection, row: dict[str, Any], now: datetime,
+                   changes: _Changes) -> None:
+        omnimessage_id = row["omnimessage_id"]
+        if omnimessage_id in changes.ended:
+            return
+        changes.ended.add(omnimessage_id)
+        conn.execute(update(omnimessages).where(omnimessages.c.id == omnimessage_id)
+                     .values(state="done", updated_at=now))
+        if row["text_store"] != "plaintext":
+            conn.execute(update(attempts).where(attempts.c.omnimessage_id == omnimessage_id)
+                         .values(content=None))
+
+    def _emit_sent(self, conn: Connection, ids: list[str], now: datetime,
+                   changes: _Changes) -> None:
+        rows = conn.execute(
+            select(attempts, omnimessages.c.surface, omnimessages.c.dlr_url.label("om_dlr_url"),
+                   omnimessages.c.text_store, omnimessages.c.extra,
+                   accounts.c.dlr_url.label("account_dlr_url"))
+            .join(omnimessages, omnimessages.c.id == attempts.c.omnimessage_id)
+            .join(accounts, accounts.c.id == attempts.c.account_id)
+            .where(attempts.c.id.in_(ids), omnimessages.c.surface != "messente")
+        ).mappings()
+        for row in rows:
+            self._draft(dict(row), "sent", now, changes)
+
+    def _draft(self, row: dict[str, Any], event: str, at: datetime, changes: _Changes) -> None:
+        ctx = ReportContext(
+            event=event, surface=row["surface"], account_id=row["account_id"],
+            omnimessage_id=row["omnimessage_id"], message_id=row["id"], channel=row["channel"],
+            to=row["to"], sender=row["sender"], status=row["status"], err=row["err"],
+            error=row["error"], parts_count=row["parts_count"], occurred_at=at,
+            dlr_url=row["om_dlr_url"] or row["account_dlr_url"], extra=row["extra"],
+            content=row["content"],
+        )
+        for draft in self.report_builder(ctx):
+            changes.drafts.append((row["account_id"], row["omnimessage_id"], draft))
+
+    def _write_changes(self, conn: Connection, changes: _Changes, now: datetime) -> None:
+        if changes.events:
+            conn.execute(insert(status_events), changes.events)
+        if changes.drafts:
+            self._enqueue(conn, changes.drafts, now)
+
+    def _enqueue(self, conn: Connection, drafts: list[tuple[int, str, WebhookDraft]],
+                 now: datetime) -> None:
+        conn.execute(insert(webhooks), [
+            {"account_id": account_id, "order_key": order_key, "kind": d.kind, "url": d.url,
+             "body": d.body, "headers": {}, "state": "pending", "tries": 0,
+             "next_try_at": now, "created_at": now}
+            for account_id, order_key, d in drafts
+        ])
+        self.db.notify(conn)
+
+    # webhooks ------------------------------------------------------------------------------
+
+    async def claim_webhooks(self, limit: int, lease_seconds: float, now: datetime
+                             ) -> list[ClaimedWebhook]:
+        """Lease due webhooks; a report waits while an earlier one of the same message is pending,
+        so that each message's reports arrive in order."""
+        earlier = webhooks.alias("earlier")
+
+        def work(conn: Connection) -> list[ClaimedWebhook]:
+            due = (select(webhooks.c.id)
+                   .where(webhooks.c.state == "pending", webhooks.c.next_try_at <= now,
+                          or_(webhooks.c.lease_until.is_(None), webhooks.c.lease_until < now),
+                          ~exists().where(earlier.c.order_key == webhooks.c.order_key,
+                                          earlier.c.state == "pending",
+                                          earlier.c.id < webhooks.c.id))
+                   .order_by(webhooks.c.next_try_at, webhooks.c.id)
+                   .limit(limit).with_for_update(skip_locked=True))
+            rows = conn.execute(
+                update(webhooks).where(webhooks.c.id.in_(due.scalar_subquery()))
+                .values(lease_until=now + timedelta(seconds=lease_seconds))
+                .returning(webhooks.c.id, webhooks.c.account_id, webhooks.c.kind, webhooks.c.url,
+                           webhooks.c.body, webhooks.c.headers, webhooks.c.tries)
+            ).all()
+            return sorted((ClaimedWebhook(id=r[0], account_id=r[1], kind=r[2], url=r[3],
+                                          body=bytes(r[4]), headers=r[5] or {}, tries=r[6])
+                           for r in rows), key=lambda w: w.id)
+
+        return await self.db.write(work)
+
+    async def finish_webhooks(self, results: Sequence[WebhookResult], now: datetime) -> None:
+        if not results:
+            return
+
+        def work(conn: Connection) -> None:
+            done = [r.id for r in results if r.delivered]
+            if done:
+                conn.execute(update(webhooks).where(webhooks.c.id.in_(done)).values(
+                    state="done", tries=webhooks.c.tries + 1, done_at=now, lease_until=None,
+                    last_error=None))
+            failed = [r for r in results if not r.delivered]
+            if failed:
+                conn.execute(
+                    update(webhooks).where(webhooks.c.id == bindparam("wid")).values(
+                        state=bindparam("new_state"), tries=webhooks.c.tries + bindparam("inc"),
+                        next_try_at=bindparam("next_try"), lease_until=None,
+                        last_error=bindparam("message")),
+                    [{"wid": r.id, "new_state": "dead" if r.give_up else "pending",
+                      "inc": 0 if r.deferred else 1,
+                      "next_try": now + timedelta(seconds=r.retry_in),
+                      "message": (r.error or "")[:500]} for r in failed],
+                )
+
+        await self.db.write(work)
+
+    async def next_webhook_time(self) -> datetime | None:
+        def work(conn: Connection) -> datetime | None:
+            return conn.execute(select(func.min(webhooks.c.next_try_at))
+                                .where(webhooks.c.state == "pending")).scalar()
+
+        return await self.db.read(work)
+
+    async def purge_finished_webhooks(self, before: datetime) -> int:
+        def work(conn: Connection) -> int:
+            return int(conn.execute(delete(webhooks).where(
+                webhooks.c.state == "done", webhooks.c.done_at < before)).rowcount)
+
+        return await self.db.write(work)
+
+    async def webhook_counts(self) -> dict[str, int]:
+        def work(conn: Connection) -> dict[str, int]:
+            rows = conn.execute(select(webhooks.c.state, func.count())
+                                .group_by(webhooks.c.state)).all()
+            return {r[0]: int(r[1]) for r in rows}
+
+        return await self.db.read(work)
+
+    # inbound -------------------------------------------------------------------------------
+
+    async def store_inbound(
+        self, messages: Sequence[Inbound], build: Callable[[str, Inbound, Account], WebhookDraft | None],
+        now: datetime,
+    ) -> list[str]:
+        """Store inbound messages and queue their webhooks; the account is the one owning the
+        recipient number. Returns the new message ids."""
+        recipients = list({m.recipient for m in messages})
+        owners = await self._owners(recipients)
+        ids: list[str] = []
+        rows: list[dict[str, Any]] = []
+        drafts: list[tuple[int, str, WebhookDraft]] = []
+        for message in messages:
+            message_id = str(uuid.uuid4())
+            ids.append(message_id)
+            account = owners.get(message.recipient)
+            rows.append({"id": message_id, "account_id": account.id if account else None,
+                         "channel": message.channel, "sender": message.sender,
+                         "recipient": message.recipient, "text": message.text,
+                         "received_at": message.received_at})
+            if account is not None:
+                draft = build(message_id, message, account)
+                if draft is not None:
+                    drafts.append((account.id, message_id, draft))
+
+        def work(conn: Connection) -> None:
+            if rows:
+                conn.execute(insert(inbound_messages), rows)
+            if drafts:
+                self._enqueue(conn, drafts, now)
+
+        await self.db.write(work)
+        return ids
+
+    async def _owners(self, recipients: list[str]) -> dict[str, Account]:
+        def work(conn: Connection) -> list[tuple[str, int]]:
+            return [(r[0], r[1]) for r in conn.execute(
+                select(inbound_numbers.c.number, inbound_numbers.c.account_id)
+                .where(inbound_numbers.c.number.in_(recipients)))]
+
+        owners: dict[str, Account] = {}
+        for number, account_id in await self.db.read(work):
+            account = await self.account_by_id(account_id)
+            if account is not None:
+                owners[number] = account
+        return owners
+
+    async def add_fragments(self, fragments: Sequence[Fragment]) -> list[Inbound]:
+        """Keep parts of concatenated messages; return the messages that are now complete."""
+        def work(conn: Connection) -> list[Inbound]:
+            conn.execute(insert(inbound_fragments), [
+                {"group_key": _group_key(f), "total": f.total, "seq": f.seq, "text": f.text,
+                 "received_at": f.received_at} for f in fragments])
+            complete: list[Inbound] = []
+            for fragment in {_group_key(f): f for f in fragments}.values():
+                key = _group_key(fragment)
+                parts = conn.execute(select(inbound_fragments.c.seq, inbound_fragments.c.text)
+                                     .where(inbound_fragments.c.group_key == key)
+                                     .order_by(inbound_fragments.c.seq)).all()
+                by_seq = {seq: text for seq, text in parts}
+                if len(by_seq) >= fragment.total:
+                    conn.execute(delete(inbound_fragments)
+                                 .where(inbound_fragments.c.group_key == key))
+                    complete.append(Inbound(fragment.channel, fragment.sender, fragment.recipient,
+                                            "".join(by_seq[s] for s in sorted(by_seq)),
+                                            fragment.received_at))
+            return complete
+
+        return await self.db.write(work)
+
+    async def take_stale_fragments(self, before: datetime) -> list[Inbound]:
+        """Groups whose siblings never came: joined from what arrived, rather than lost."""
+        def work(conn: Connection) -> list[Inbound]:
+            keys = list(conn.execute(select(inbound_fragments.c.group_key)
+                                     .group_by(inbound_fragments.c.group_key)
+                                     .having(func.max(inbound_fragments.c.received_at) < before))
+                        .scalars())
+            messages: list[Inbound] = []
+            for key in keys:
+                parts = conn.execute(select(inbound_fragments.c.seq, inbound_fragments.c.text,
+                                            inbound_fragments.c.received_at)
+                                     .where(inbound_fragments.c.group_key == key)
+                                     .order_by(inbound_fragments.c.seq)).all()
+                conn.execute(delete(inbound_fragments).where(inbound_fragments.c.group_key == key))
+                channel, sender, recipient = json.loads(key)[:3]
+                messages.append(Inbound(channel, sender, recipient,
+                                        "".join(p[1] for p in parts), parts[0][2]))
+            return messages
+
+        return await self.db.write(work)
+
+    # subscribers ---------------------------------------------------------------------------
+
+    async def remember_subscriber(self, provider: str, phone: str, address: str,
+                                  now: datetime) -> None:
+        def work(conn: Connection) -> None:
+            changed = conn.execute(update(subscribers).where(
+                subscribers.c.provider == provider, subscribers.c.phone == phone,
+            ).values(address=address, updated_at=now)).rowcount
+            if not changed:
+                conn.execute(insert(subscribers).values(provider=provider, phone=phone,
+                                                        address=address, updated_at=now))
+
+        await self.db.write(work)
+
+    async def lookup_subscribers(self, provider: str, phones: Sequence[str]) -> dict[str, str]:
+        def work(conn: Connection) -> dict[str, str]:
+            rows = conn.execute(select(subscribers.c.phone, subscribers.c.address).where(
+                subscribers.c.provider == provider, subscribers.c.phone.in_(list(phones))))
+            return {r[0]: r[1] for r in rows}
+
+        return await self.db.read(work)
+
+    # workers -------------------------------------------------------------------------------
+
+    async def heartbeat(self, worker_id: str, now: datetime, stale_before: datetime) -> list[str]:
+        """Record that this worker is alive; return the workers whose heartbeat went stale."""
+        def work(conn: Connection) -> list[str]:
+            if not conn.execute(update(workers).where(workers.c.id == worker_id)
+                                .values(heartbeat_at=now)).rowcount:
+                conn.execute(insert(workers).values(id=worker_id, started_at=now,
+                                                    heartbeat_at=now))
+            dead = list(conn.execute(select(workers.c.id)
+                                     .where(workers.c.heartbeat_at < stale_before)).scalars())
+            if dead:
+                conn.execute(delete(workers).where(workers.c.id.in_(dead)))
+            return dead
+
+        return await self.db.write(work)
+
+    async def retire_worker(self, worker_id: str) -> None:
+        def work(conn: Connection) -> None:
+            conn.execute(delete(workers).where(workers.c.id == worker_id))
+
+        await self.db.write(work)
+
+
+def _content_hash(content: dict[str, Any]) -> str:
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _group_key(fragment: Fragment) -> str:
+    return json.dumps([fragment.channel, fragment.sender, fragment.recipient, fragment.group_key,
+                       fragment.total])
