@@ -50,7 +50,8 @@ class WebhookSettings:
 
 @dataclass(frozen=True, slots=True)
 class SandboxSettings:
-    delay_ms: int = 100
+    delay_ms: int = 100  # from send to status report
+    send_delay_ms: int = 0  # how long the upstream takes to accept a batch
 
 
 @dataclass(frozen=True, slots=True)

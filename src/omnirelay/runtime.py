@@ -38,7 +38,8 @@ ChannelFactory = Callable[[Mapping[str, Any], Settings], Channel]
 
 
 def _sandbox(_settings: Mapping[str, Any], settings: Settings) -> Channel:
-    return SandboxChannel(delay_ms=settings.sandbox.delay_ms)
+    return SandboxChannel(delay_ms=settings.sandbox.delay_ms,
+                          send_delay_ms=settings.sandbox.send_delay_ms)
 
 
 def provider_factories() -> dict[str, ChannelFactory]:

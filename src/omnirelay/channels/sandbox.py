@@ -54,8 +54,9 @@ def outcome_for(channel: str, to: str) -> Outcome:
 class SandboxChannel:
     name = "sandbox"
 
-    def __init__(self, delay_ms: int = 100) -> None:
+    def __init__(self, delay_ms: int = 100, send_delay_ms: int = 0) -> None:
         self.delay = delay_ms / 1000
+        self.send_delay = send_delay_ms / 1000
         self._sink: ChannelSink | None = None
         self._due: list[StatusReport] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -71,6 +72,8 @@ class SandboxChannel:
         self._tasks.clear()
 
     async def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
+        if self.send_delay:
+            await asyncio.sleep(self.send_delay)
         results: list[SendResult] = []
         later: list[StatusReport] = []
         for message in batch:
