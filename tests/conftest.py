@@ -16,8 +16,13 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.support import LiveServer, WebhookReceiver, create_account, make_settings, \
-    start_live_server
+from tests.support import (
+    LiveServer,
+    WebhookReceiver,
+    create_account,
+    make_settings,
+    start_live_server,
+)
 
 POSTGRES_URL = os.environ.get("OMNIRELAY_TEST_POSTGRES_URL",
                               "postgresql://postgres@127.0.0.1:5432/test")

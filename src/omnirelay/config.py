@@ -17,7 +17,7 @@ from typing import Any
 from omnirelay.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "omnirelay.toml"
-DEV_SECRET_KEY = "omnirelay-development-key-do-not-use-in-production"
+DEV_SECRET_KEY = "omnirelay-development-key-do-not-use-in-production"  # noqa: S105 (refused in production)
 ENV_PREFIX = "OMNIRELAY_"
 CHANNELS = ("sms", "viber", "whatsapp", "telegram", "rcs")
 

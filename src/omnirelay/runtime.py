@@ -148,7 +148,7 @@ class Runtime:
             if task.get_name() == "listen":
                 task.cancel()
         if self._tasks:
-            done, pending = await asyncio.wait(self._tasks, timeout=10)
+            _done, pending = await asyncio.wait(self._tasks, timeout=10)
             for task in pending:
                 task.cancel()
         if self.dispatcher is not None:

@@ -18,8 +18,14 @@ from omnirelay.channels.sandbox import SandboxChannel
 from omnirelay.config import Settings
 from omnirelay.runtime import Runtime
 from omnirelay.store.tables import attempts
-from tests.support import LiveServer, WebhookReceiver, create_account, make_settings, \
-    start_live_server, wait_until
+from tests.support import (
+    LiveServer,
+    WebhookReceiver,
+    create_account,
+    make_settings,
+    start_live_server,
+    wait_until,
+)
 
 TO = "+37255512345"
 

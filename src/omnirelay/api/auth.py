@@ -17,7 +17,7 @@ _STAND_IN = "omnirelay-no-such-account-stand-in-password"
 
 
 def basic_credentials(header: str | None) -> tuple[str, str] | None:
-    if not header or not header[:6].lower() == "basic ":
+    if not header or header[:6].lower() != "basic ":
         return None
     try:
         decoded = base64.b64decode(header[6:].strip(), validate=True).decode("utf-8")

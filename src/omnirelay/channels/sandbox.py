@@ -83,7 +83,7 @@ class SandboxChannel:
                 results.append(SendResult(message.message_id, status=outcome.status,
                                           err=outcome.err))
                 continue
-            results.append(SendResult(message.message_id, provider_refs=(message.message_id,)))
+            results.append(SendResult(message.message_id))
             if outcome.status is not None:
                 later.append(StatusReport(channel=message.channel, status=outcome.status,
                                           message_id=message.message_id, err=outcome.err))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
 from omnirelay.channels.base import Channel, OutboundMessage, SendResult

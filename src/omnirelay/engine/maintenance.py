@@ -4,6 +4,7 @@ parked receipts, flush inbound fragments that timed out, prune delivered webhook
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import timedelta
 
@@ -47,10 +48,8 @@ class Maintenance:
                 await self.housekeeping_pass()
             except Exception:
                 log.exception("housekeeping pass failed")
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=period)
-            except TimeoutError:
-                pass
 
     async def housekeeping_pass(self) -> None:
         now = utcnow()

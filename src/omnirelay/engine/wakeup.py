@@ -28,10 +28,10 @@ class Wakeup:
             event.set()
 
 
-async def wait(event: asyncio.Event, timeout: float) -> None:
-    """Sleep until woken or `timeout` seconds pass, then re-arm."""
+async def wait(event: asyncio.Event, seconds: float) -> None:
+    """Sleep until woken or `seconds` pass, then re-arm."""
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout=max(0.0, timeout))
+        await asyncio.wait_for(event.wait(), timeout=max(0.0, seconds))
     event.clear()
 
 

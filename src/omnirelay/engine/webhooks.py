@@ -54,6 +54,7 @@ class WebhookSender:
         self.wake = wake
         self.signers = dict(DEFAULT_SIGNERS if signers is None else signers)
         self._in_flight = 0
+        self._tasks: set[asyncio.Task[None]] = set()
         self._per_host: defaultdict[str, int] = defaultdict(int)
         self._results: list[WebhookResult] = []
         self._flush_needed = asyncio.Event()
@@ -71,8 +72,8 @@ class WebhookSender:
         try:
             await self._claim_loop(stopping)
         finally:
-            while self._in_flight:
-                await asyncio.sleep(0.05)
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
             await self._flush()
             flusher.cancel()
             await self._client.aclose()
@@ -102,7 +103,9 @@ class WebhookSender:
                     continue
                 self._per_host[host] += 1
                 self._in_flight += 1
-                asyncio.get_running_loop().create_task(self._deliver(webhook, host))
+                task = asyncio.get_running_loop().create_task(self._deliver(webhook, host))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
 
     async def _idle_for(self) -> float:
         nearest = await self.store.next_webhook_time()

@@ -15,7 +15,18 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.sql import ColumnElement
 
 from omnirelay.core.fallback import Next, apply_status, combine_parts
@@ -547,11 +558,10 @@ class Store:
                             lease_owner=None, lease_until=None, updated_at=now),
                     [{"mid": o.message_id, "parts": o.parts_count} for o in accepted],
                 )
-                ref_rows = [
-                    {"channel": channel_of[o.message_id], "ref": ref, "attempt_id": o.message_id,
-                     "part": part}
-                    for o in accepted for part, ref in enumerate(o.provider_refs)
-                ]
+                refs = [(channel_of[o.message_id], ref, o.message_id, part)
+                        for o in accepted for part, ref in enumerate(o.provider_refs)]
+                ref_rows = [{"channel": c, "ref": r, "attempt_id": a, "part": p}
+                            for c, r, a, p in refs]
                 if ref_rows:
                     conn.execute(insert(provider_refs), ref_rows)
                 sent_events = [o for o in accepted if o.status is None]
@@ -563,8 +573,7 @@ class Store:
                              for o in accepted if o.status is not None]
                 self._apply_reports(conn, immediate, now, changes)
                 if ref_rows:
-                    self._rematch(conn, [(r["channel"], r["ref"]) for r in ref_rows], now,
-                                  changes)
+                    self._rematch(conn, [(c, r) for c, r, _, _ in refs], now, changes)
             self._write_changes(conn, changes, now)
 
         await self.db.write(work)
