@@ -34,17 +34,31 @@ from omnirelay.store.queries import NewOmnimessage, Store
 
 log = logging.getLogger(__name__)
 
-ChannelFactory = Callable[[Mapping[str, Any], Settings], Channel]
+# (the provider's [providers.NAME] table, the settings, NAME) -> the provider
+ChannelFactory = Callable[[Mapping[str, Any], Settings, str], Channel]
 
 
-def _sandbox(_settings: Mapping[str, Any], settings: Settings) -> Channel:
+def _sandbox(_table: Mapping[str, Any], settings: Settings, _name: str) -> Channel:
     return SandboxChannel(delay_ms=settings.sandbox.delay_ms,
                           send_delay_ms=settings.sandbox.send_delay_ms)
 
 
+def _http_provider(create: Callable[..., Channel]) -> ChannelFactory:
+    def factory(table: Mapping[str, Any], settings: Settings, name: str) -> Channel:
+        return create(table, name=name, public_url=settings.base_url)
+
+    return factory
+
+
 def provider_factories() -> dict[str, ChannelFactory]:
-    """Provider name -> how to build it from its [providers.NAME] table."""
+    """Provider type -> how to build it from its [providers.NAME] table. A table's `type`
+    defaults to its NAME, so `[providers.whatsapp_cloud]` needs no `type`."""
+    from omnirelay.channels import telegram, viber, whatsapp
+
     factories: dict[str, ChannelFactory] = {"sandbox": _sandbox}
+    for module in (whatsapp, viber, telegram):
+        for kind in module.PROVIDERS:
+            factories[kind] = _http_provider(module.create_channel)
     return factories
 
 
@@ -84,7 +98,7 @@ class Runtime:
             if factory is None:
                 raise ConfigError(f"provider {name!r}: unknown type {kind!r} "
                                   f"(known: {', '.join(sorted(factories))})")
-            providers[name] = factory(self.settings.providers.get(name, {}), self.settings)
+            providers[name] = factory(self.settings.providers.get(name, {}), self.settings, name)
         return providers
 
     def _build_reports(self, ctx: ReportContext) -> list[WebhookDraft]:

@@ -241,3 +241,14 @@ def test_settings() -> None:
     with pytest.raises(ConfigError, match="unknown Telegram provider"):
         create_channel({"type": "telegram_mtproto"})
     assert set(PROVIDERS) == {"telegram_bot", "telegram_gateway"}
+
+
+async def test_register_webhooks(channel: TelegramBotChannel, upstream: FakeUpstream) -> None:
+    upstream.handler = lambda _r: ok_json({"ok": True, "result": True,
+                                           "description": "Webhook was set"})
+    assert await channel.register_webhooks("https://gw.example.com") == {}
+    calls = {r.path: r.json() for r in upstream.requests}
+    assert calls[f"/bot{TOKEN}/setWebhook"] == {
+        "url": "https://gw.example.com/webhooks/telegram_bot/ShopBot", "secret_token": SECRET,
+        "allowed_updates": ["message"]}
+    assert calls[f"/bot{OTHER_TOKEN}/setWebhook"]["secret_token"] == "news-secret"

@@ -306,3 +306,17 @@ def test_settings_and_registry() -> None:
     named = create_channel({"type": "viber_bot", "senders": {"S": {"auth_token": "t"}}},
                            name="viber_main")
     assert named.name == "viber_main"
+
+
+async def test_register_webhooks(channel: ViberBotChannel, upstream: FakeUpstream) -> None:
+    upstream.handler = lambda r: ok_json(
+        {"status": 0, "status_message": "ok", "event_types": r.json()["event_types"]}
+        if r.headers["x-viber-auth-token"] == SHOP_TOKEN else
+        {"status": 2, "status_message": "invalidAuthToken"})
+    problems = await channel.register_webhooks("https://gw.example.com/")
+    assert problems == {"News": "Viber status 2: invalidAuthToken"}
+    shop = upstream.requests[0]
+    assert shop.path == "/pa/set_webhook"
+    assert shop.json()["url"] == "https://gw.example.com/webhooks/viber_bot/MyShop"
+    assert set(shop.json()["event_types"]) >= {"delivered", "seen", "failed",
+                                                "conversation_started"}

@@ -56,6 +56,7 @@ def accepted(request: Recorded) -> Any:
 async def channel(upstream: FakeUpstream, sink: RecordingSink
                   ) -> AsyncIterator[WhatsAppCloudChannel]:
     ch = create_channel(config(upstream.url))
+    assert isinstance(ch, WhatsAppCloudChannel)
     await ch.start(sink)
     try:
         yield ch
@@ -69,7 +70,8 @@ async def channel(upstream: FakeUpstream, sink: RecordingSink
 async def test_template_goes_out_as_meta_prescribes(channel: WhatsAppCloudChannel,
                                                     upstream: FakeUpstream) -> None:
     upstream.handler = accepted
-    template: dict[str, Any] = {"name": "order_update", "language": {"code": "en_US", "policy": "deterministic"},
+    template: dict[str, Any] = {
+                "name": "order_update", "language": {"code": "en_US", "policy": "deterministic"},
                 "components": [
                     {"type": "header", "parameters": [
                         {"type": "document", "document": {"link": "https://x/y.pdf",

@@ -187,7 +187,7 @@ def test_content_retention(gateway: LiveServer) -> None:
 async def test_high_priority_goes_out_before_a_low_priority_backlog(database_url: str) -> None:
     recorder = RecordingSandbox(delay_ms=10)
 
-    def factory(_table: Any, _settings: Settings) -> Any:
+    def factory(_table: Any, _settings: Settings, _name: str) -> Any:
         return recorder
 
     settings = make_settings(database_url, engine={"batch_size": 20})

@@ -18,7 +18,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
-from starlette.routing import BaseRoute
 
 from omnirelay.channels.base import Channel
 from omnirelay.core.timefmt import utcnow
@@ -36,10 +35,6 @@ class ProviderFactory(Protocol):
     base URL, for providers that tell the upstream where to call back."""
 
     def __call__(self, table: Mapping[str, Any], *, name: str, public_url: str) -> Channel: ...
-
-
-class RoutedChannel(Channel, Protocol):
-    def routes(self) -> list[BaseRoute]: ...
 
 
 # --- configuration ------------------------------------------------------------------------------

@@ -29,8 +29,9 @@ Each bot's subscribers are registered under "<provider name>:<sender key>" (a Vi
 only valid for the bot that learned it).
 
 Webhook routes (mounted under /webhooks/<provider name>): `POST /<sender key>` for each bot and
-`POST /` for the default bot. Register them with Viber's set_webhook (event types delivered,
-seen, failed, subscribed, unsubscribed, conversation_started); every callback must carry
+`POST /` for the default bot. `register_webhooks(public_url)` registers them with Viber's
+set_webhook (event types delivered, seen, failed, subscribed, unsubscribed,
+conversation_started) once the app is reachable; every callback must carry
 `X-Viber-Content-Signature`, the hex HMAC-SHA256 of the raw body keyed with the bot's token
 (missing: 401, wrong: 403, nothing recorded).
 
@@ -60,6 +61,7 @@ from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from starlette.requests import Request
@@ -116,6 +118,9 @@ SUBMIT_ERRORS: dict[int, tuple[Status, Err, bool]] = {
     11: (Status.REJECTD, Err.DELIVERY_FAILURE, False),  # receiverNoSuitableDevice
 }
 TOO_MANY_REQUESTS = 12
+
+WEBHOOK_EVENTS = ("delivered", "seen", "failed", "subscribed", "unsubscribed",
+                  "conversation_started")
 
 CALLBACK_STATUS: dict[str, tuple[Status, Err]] = {
     "delivered": (Status.DELIVRD, Err.NO_ERROR),
@@ -366,6 +371,26 @@ class ViberBotChannel:
                           error=f"Viber status {code}: {detail}")
 
     # --- webhooks ---------------------------------------------------------------------------------
+
+    async def register_webhooks(self, public_url: str) -> dict[str, str]:
+        """Point every bot's webhook at <public_url>/webhooks/<name>/<sender key> (Viber's
+        set_webhook). Viber calls the URL back to check it, so run this once the app serves
+        requests (a CLI step, not start()). Returns sender key -> problem, empty when all
+        succeeded."""
+        if self._client is None:
+            raise RuntimeError(f"{self.name} is not started")
+        problems: dict[str, str] = {}
+        for key, bot in self.settings.senders.entries.items():
+            url = f"{public_url.rstrip('/')}/webhooks/{self.name}/{quote(key, safe='')}"
+            response = await self._client.post(
+                "/pa/set_webhook", headers={"X-Viber-Auth-Token": bot.auth_token},
+                json={"url": url, "event_types": list(WEBHOOK_EVENTS), "send_name": True,
+                      "send_photo": False})
+            answer = json_object(response)
+            if answer.get("status") != 0:
+                problems[key] = f"Viber status {answer.get('status')}: " \
+                                f"{answer.get('status_message') or response.reason_phrase}"
+        return problems
 
     def routes(self) -> list[BaseRoute]:
         return [Route("/", self._callback, methods=["POST"]),

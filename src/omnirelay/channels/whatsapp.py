@@ -55,6 +55,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from omnirelay.channels.base import (
+    Channel,
     ChannelSink,
     InboundMessage,
     OutboundMessage,
@@ -65,6 +66,7 @@ from omnirelay.channels.http_upstream import (
     MAX_WEBHOOK_BODY,
     ConfigTable,
     HttpSettings,
+    ProviderFactory,
     SenderTable,
     e164,
     hmac_sha256_hex,
@@ -83,7 +85,8 @@ log = logging.getLogger(__name__)
 PROVIDER = "whatsapp_cloud"
 CHANNEL = "whatsapp"
 
-# Graph error code -> seconds to wait before the next try when the caller gave no Retry-After.
+# Graph error code -> seconds to wait before the next try (throttling and temporary outages)
+# when the answer carries no Retry-After. Nothing was sent, so a retry cannot duplicate.
 THROTTLED: dict[int, float] = {
     4: 60.0,  # application request limit
     80007: 60.0,  # WABA rate limit
@@ -515,11 +518,22 @@ def _inbound(message: dict[str, Any], recipient: str) -> InboundMessage | None:
     )
 
 
-def create_channel(settings: Mapping[str, Any], *, name: str = PROVIDER, public_url: str = ""
-                   ) -> WhatsAppCloudChannel:
-    """Build the provider from its `[providers.<name>]` table (see the module docstring)."""
+def _whatsapp_cloud(table: Mapping[str, Any], *, name: str, public_url: str) -> Channel:
     del public_url  # Meta's callback URL is set in the app dashboard, not per request.
-    return WhatsAppCloudChannel(WhatsAppSettings.from_mapping(settings, name), name)
+    return WhatsAppCloudChannel(WhatsAppSettings.from_mapping(table, name), name)
 
 
-PROVIDERS = {PROVIDER: create_channel}
+# Provider name -> factory (one WhatsApp upstream so far; a BSP's API would register here).
+PROVIDERS: dict[str, ProviderFactory] = {PROVIDER: _whatsapp_cloud}
+
+
+def create_channel(settings: Mapping[str, Any], *, name: str | None = None,
+                   public_url: str = "") -> Channel:
+    """Build the WhatsApp provider that `settings["type"]` (else `name`, else "whatsapp_cloud")
+    names, from its `[providers.<name>]` table (see the module docstring)."""
+    kind = str(settings.get("type") or name or PROVIDER)
+    factory = PROVIDERS.get(kind)
+    if factory is None:
+        raise ConfigError(f"[providers.{name or kind}] unknown WhatsApp provider type {kind!r} "
+                          f"(known: {', '.join(sorted(PROVIDERS))})")
+    return factory(settings, name=name or kind, public_url=public_url)

@@ -30,7 +30,8 @@ Configuration (TOML):
 Subscribers are registered under "<provider name>:<sender key>".
 
 Webhook routes (mounted under /webhooks/<provider name>): `POST /<sender key>` for each bot and
-`POST /` for the default bot; register them with setWebhook(url, secret_token=webhook_secret).
+`POST /` for the default bot; `register_webhooks(public_url)` calls setWebhook(url,
+secret_token=webhook_secret) for each bot.
 Telegram's X-Telegram-Bot-Api-Secret-Token header must equal the secret (missing: 401, wrong: 403,
 nothing recorded). Replies to /start and to a contact ride on the webhook answer (a Bot API call
 in the response body), so they need no extra request.
@@ -56,6 +57,7 @@ from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from starlette.requests import Request
@@ -323,6 +325,25 @@ class TelegramBotChannel:
                           error=error)
 
     # --- webhook ----------------------------------------------------------------------------------
+
+    async def register_webhooks(self, public_url: str) -> dict[str, str]:
+        """setWebhook for every bot: <public_url>/webhooks/<name>/<sender key> with the bot's
+        secret_token, message updates only. Returns sender key -> problem, empty when all
+        succeeded."""
+        if self._client is None:
+            raise RuntimeError(f"{self.name} is not started")
+        problems: dict[str, str] = {}
+        for key, bot in self.settings.senders.entries.items():
+            url = f"{public_url.rstrip('/')}/webhooks/{self.name}/{quote(key, safe='')}"
+            response = await self._client.post(
+                f"/bot{bot.token}/setWebhook",
+                json={"url": url, "secret_token": bot.webhook_secret,
+                      "allowed_updates": ["message"]})
+            answer = json_object(response)
+            if answer.get("ok") is not True:
+                problems[key] = f"Telegram {answer.get('error_code', response.status_code)}: " \
+                                f"{answer.get('description') or response.reason_phrase}"
+        return problems
 
     def routes(self) -> list[BaseRoute]:
         return [Route("/", self._update, methods=["POST"]),
