@@ -31,13 +31,14 @@ def messente_error(_request: Request, status: int, detail: str) -> Response:
     return error_response(code, detail)
 
 
-def create_app(runtime: Runtime, *, manage_runtime: bool = True) -> FastAPI:
-    """`manage_runtime`: start the channels and workers with the app and stop them with it."""
+def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool = True) -> FastAPI:
+    """`manage_runtime`: start the channels (and the workers, unless `workers` is false) with the
+    app and stop them with it."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if manage_runtime:
-            await runtime.start()
+            await runtime.start(workers=workers)
         try:
             yield
         finally:

@@ -88,16 +88,19 @@ def serve(
     config: ConfigOption = None,
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind (default 8080).")] = None,
+    workers: Annotated[bool, typer.Option(
+        help="Also run the workers here; --no-workers serves the API only (PostgreSQL, with "
+             "`omnirelay worker` processes elsewhere).")] = True,
 ) -> None:
     """Run the API and the workers in one process (applies migrations first)."""
     settings = _settings(config, host=host, port=port)
     _logging(settings)
     runtime = Runtime(settings)
     runtime.migrate()
-    asyncio.run(_serve(runtime))
+    asyncio.run(_serve(runtime, workers))
 
 
-async def _serve(runtime: Runtime) -> None:
+async def _serve(runtime: Runtime, workers: bool = True) -> None:
     import uvicorn
 
     from omnirelay.app import create_app
@@ -108,7 +111,7 @@ async def _serve(runtime: Runtime) -> None:
         _print_credentials(account, False, "Development account created")
         console.print(f"  Messente SDK host     {settings.base_url}/v1")
     server = uvicorn.Server(uvicorn.Config(
-        create_app(runtime), host=settings.host, port=settings.port, access_log=False,
+        create_app(runtime, workers=workers), host=settings.host, port=settings.port, access_log=False,
         log_level=settings.log_level, server_header=False, loop="auto", http="auto",
     ))
     try:

@@ -8,12 +8,15 @@ other number is delivered. Reports come after `delay_ms`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from omnirelay.channels.base import ChannelSink, OutboundMessage, SendResult, StatusReport
 from omnirelay.core.statuses import Err, Status
 from omnirelay.core.timefmt import utcnow
+
+log = logging.getLogger(__name__)
 
 CHAT_CHANNELS = frozenset({"viber", "whatsapp", "telegram", "rcs"})
 
@@ -98,4 +101,14 @@ class SandboxChannel:
         assert self._sink is not None
         stamped = [StatusReport(channel=r.channel, status=r.status, message_id=r.message_id,
                                 err=r.err, occurred_at=utcnow()) for r in reports]
-        await self._sink.report_statuses(stamped)
+        # An upstream keeps a receipt until we acknowledge it; so does the sandbox.
+        pause = 0.1
+        while True:
+            try:
+                await self._sink.report_statuses(stamped)
+                return
+            except Exception:
+                log.exception("storing %d sandbox reports failed; retrying in %.1f s",
+                              len(stamped), pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)

@@ -8,16 +8,26 @@ so SQLite serves one process; PostgreSQL serves any number of processes on any n
 from __future__ import annotations
 
 import asyncio
+import logging
+import random
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psycopg.errors
 from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# Transactions that lost a lock race are rolled back whole and simply run again.
+RETRYABLE = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+MAX_TRIES = 8
 
 NOTIFY_CHANNEL = "omnirelay_work"
 
@@ -67,6 +77,18 @@ class Database:
         return self._run(work, True)
 
     def _run(self, work: Callable[[Connection], T], writes: bool) -> T:
+        for attempt in range(1, MAX_TRIES + 1):
+            try:
+                return self._run_once(work, writes)
+            except DBAPIError as exc:
+                if not isinstance(exc.orig, RETRYABLE) or attempt == MAX_TRIES:
+                    raise
+                log.info("transaction lost a lock race (%s); running it again",
+                         type(exc.orig).__name__)
+                time.sleep(random.uniform(0.001, 0.02) * attempt)
+        raise AssertionError("unreachable")
+
+    def _run_once(self, work: Callable[[Connection], T], writes: bool) -> T:
         if writes and self.is_sqlite:
             with self._sqlite_write_lock, self.engine.connect() as conn:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")

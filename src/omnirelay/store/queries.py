@@ -11,13 +11,12 @@ import hashlib
 import json
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     Connection,
-    and_,
     bindparam,
     delete,
     exists,
@@ -29,8 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import ColumnElement
 
-from omnirelay.core.fallback import Next, apply_status, combine_parts
-from omnirelay.core.reports import ReportContext, WebhookDraft
+from omnirelay.core.reports import WebhookDraft
 from omnirelay.core.secrets import SecretBox
 from omnirelay.core.statuses import Status
 from omnirelay.store.database import Database
@@ -42,14 +40,14 @@ from omnirelay.store.tables import (
     inbound_numbers,
     omnimessages,
     provider_refs,
-    status_events,
     subscribers,
     unmatched_reports,
     webhooks,
     workers,
 )
+from omnirelay.store.transitions import Report, ReportBuilder, StatusWriter, enqueue_webhooks
 
-ReportBuilder = Callable[[ReportContext], list[WebhookDraft]]
+__all__ = ["Report", "Store"]
 
 
 # --- values --------------------------------------------------------------------------------------
@@ -160,19 +158,6 @@ class SendOutcome:
 
 
 @dataclass(frozen=True, slots=True)
-class Report:
-    """A status for an attempt, found by our message_id or by the upstream's ref."""
-
-    channel: str
-    status: str
-    message_id: str | None = None
-    provider_ref: str | None = None
-    err: int | None = None
-    error: str | None = None
-    occurred_at: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class ClaimedWebhook:
     id: int
     account_id: int
@@ -212,15 +197,6 @@ class Fragment:
     seq: int
     text: str
     received_at: datetime
-
-
-@dataclass(slots=True)
-class _Changes:
-    """What one transaction of status changes wants written, collected then written in bulk."""
-
-    events: list[dict[str, Any]] = field(default_factory=list)
-    drafts: list[tuple[int, str, WebhookDraft]] = field(default_factory=list)
-    ended: set[str] = field(default_factory=set)
 
 
 # --- the store -----------------------------------------------------------------------------------
@@ -536,9 +512,10 @@ class Store:
         """Apply what the channels said about claimed attempts, in one transaction."""
         if not outcomes:
             return
+        outcomes = sorted(outcomes, key=lambda o: o.message_id)  # lock order, see transitions
 
         def work(conn: Connection) -> None:
-            changes = _Changes()
+            writer = StatusWriter(conn, self.report_builder, now, self.db.notify)
             retry = [o for o in outcomes if o.retry_after is not None]
             accepted = [o for o in outcomes if o.retry_after is None]
             if retry:
@@ -560,21 +537,17 @@ class Store:
                 )
                 refs = [(channel_of[o.message_id], ref, o.message_id, part)
                         for o in accepted for part, ref in enumerate(o.provider_refs)]
-                ref_rows = [{"channel": c, "ref": r, "attempt_id": a, "part": p}
-                            for c, r, a, p in refs]
-                if ref_rows:
-                    conn.execute(insert(provider_refs), ref_rows)
-                sent_events = [o for o in accepted if o.status is None]
-                if sent_events:
-                    self._emit_sent(conn, [o.message_id for o in sent_events], now, changes)
-                immediate = [Report(channel=channel_of[o.message_id], status=o.status,
-                                    message_id=o.message_id, err=o.err, error=o.error,
-                                    occurred_at=now)
-                             for o in accepted if o.status is not None]
-                self._apply_reports(conn, immediate, now, changes)
-                if ref_rows:
-                    self._rematch(conn, [(c, r) for c, r, _, _ in refs], now, changes)
-            self._write_changes(conn, changes, now)
+                if refs:
+                    conn.execute(insert(provider_refs), [
+                        {"channel": c, "ref": r, "attempt_id": a, "part": p}
+                        for c, r, a, p in refs])
+                writer.sent([o.message_id for o in accepted if o.status is None])
+                writer.apply([Report(channel=channel_of[o.message_id], status=o.status,
+                                     message_id=o.message_id, err=o.err, error=o.error,
+                                     occurred_at=now)
+                              for o in accepted if o.status is not None])
+                writer.rematch([(c, r) for c, r, _, _ in refs])
+            writer.flush()
 
         await self.db.write(work)
 
@@ -583,9 +556,9 @@ class Store:
             return
 
         def work(conn: Connection) -> None:
-            changes = _Changes()
-            self._apply_reports(conn, reports, now, changes)
-            self._write_changes(conn, changes, now)
+            writer = StatusWriter(conn, self.report_builder, now, self.db.notify)
+            writer.apply(reports)
+            writer.flush()
 
         await self.db.write(work)
 
@@ -599,11 +572,10 @@ class Store:
             ).all())
             if not ids:
                 return 0
-            changes = _Changes()
-            self._apply_reports(conn, [Report(channel=c, status=Status.EXPIRED, message_id=i,
-                                              err=2, occurred_at=now) for i, c in ids],
-                                now, changes)
-            self._write_changes(conn, changes, now)
+            writer = StatusWriter(conn, self.report_builder, now, self.db.notify)
+            writer.apply([Report(channel=c, status=Status.EXPIRED, message_id=i, err=2,
+                                 occurred_at=now) for i, c in ids])
+            writer.flush()
             return len(ids)
 
         return await self.db.write(work)
@@ -644,194 +616,14 @@ class Store:
                                       provider_refs.c.ref == unmatched_reports.c.ref))
                 .limit(1000)
             ).all()
-            changes = _Changes()
             if rows:
-                self._rematch(conn, [(r[0], r[1]) for r in rows], now, changes)
-                self._write_changes(conn, changes, now)
+                writer = StatusWriter(conn, self.report_builder, now, self.db.notify)
+                writer.rematch([(r[0], r[1]) for r in rows])
+                writer.flush()
             conn.execute(delete(unmatched_reports).where(unmatched_reports.c.created_at < drop_before))
             return len(rows)
 
         return await self.db.write(work)
-
-    # status machinery (inside a transaction) ----------------------------------------------
-
-    def _apply_reports(
-        self, conn: Connection, reports: Sequence[Report], now: datetime, changes: _Changes
-    ) -> None:
-        if not reports:
-            return
-        by_ref = [r for r in reports if r.message_id is None and r.provider_ref is not None]
-        direct = [r for r in reports if r.message_id is not None]
-        resolved: list[Report] = list(direct)
-        if by_ref:
-            resolved.extend(self._resolve_refs(conn, by_ref, now))
-        if not resolved:
-            return
-        ids = list({r.message_id for r in resolved if r.message_id})
-        rows = {r["id"]: dict(r) for r in conn.execute(
-            select(attempts, omnimessages.c.surface, omnimessages.c.dlr_url.label("om_dlr_url"),
-                   omnimessages.c.text_store, omnimessages.c.extra,
-                   accounts.c.dlr_url.label("account_dlr_url"))
-            .join(omnimessages, omnimessages.c.id == attempts.c.omnimessage_id)
-            .join(accounts, accounts.c.id == attempts.c.account_id)
-            .where(attempts.c.id.in_(ids)).with_for_update(of=attempts)
-        ).mappings()}
-        for report in resolved:
-            row = rows.get(report.message_id or "")
-            if row is None:
-                continue
-            self._transition(conn, row, report, now, changes)
-
-    def _resolve_refs(self, conn: Connection, reports: list[Report], now: datetime) -> list[Report]:
-        """Map upstream refs to attempts; park what cannot be matched yet; combine SMS parts."""
-        keys = {(r.channel, r.provider_ref) for r in reports}
-        found = {(row[0], row[1]): (row[2], row[3]) for row in conn.execute(
-            select(provider_refs.c.channel, provider_refs.c.ref, provider_refs.c.attempt_id,
-                   provider_refs.c.part)
-            .where(or_(*[and_(provider_refs.c.channel == c, provider_refs.c.ref == ref)
-                         for c, ref in keys]))
-        ).all()}
-        resolved: list[Report] = []
-        parked: list[dict[str, Any]] = []
-        touched: dict[str, Report] = {}
-        for report in reports:
-            key = (report.channel, report.provider_ref or "")
-            if key not in found:
-                parked.append({"channel": report.channel, "ref": report.provider_ref,
-                               "status": report.status, "err": report.err,
-                               "error": report.error, "occurred_at": report.occurred_at,
-                               "created_at": now})
-                continue
-            attempt_id, _part = found[key]
-            conn.execute(update(provider_refs).where(
-                provider_refs.c.channel == key[0], provider_refs.c.ref == key[1],
-            ).values(status=report.status, err=report.err))
-            touched[attempt_id] = report
-        if parked:
-            conn.execute(insert(unmatched_reports), parked)
-        for attempt_id, last in touched.items():
-            parts = conn.execute(select(provider_refs.c.status).where(
-                provider_refs.c.attempt_id == attempt_id).order_by(provider_refs.c.part)).all()
-            statuses = [Status(p[0]) if p[0] else None for p in parts]
-            if len(statuses) <= 1:
-                resolved.append(Report(channel=last.channel, status=last.status,
-                                       message_id=attempt_id, err=last.err, error=last.error,
-                                       occurred_at=last.occurred_at))
-                continue
-            combined = combine_parts(statuses)
-            if combined is not None:
-                failing = last if Status(last.status) == combined else None
-                resolved.append(Report(channel=last.channel, status=combined,
-                                       message_id=attempt_id,
-                                       err=failing.err if failing else None,
-                                       error=failing.error if failing else None,
-                                       occurred_at=last.occurred_at))
-        return resolved
-
-    def _rematch(self, conn: Connection, keys: list[tuple[str, str]], now: datetime,
-                 changes: _Changes) -> None:
-        condition = or_(*[and_(unmatched_reports.c.channel == c, unmatched_reports.c.ref == ref)
-                          for c, ref in keys])
-        rows = conn.execute(select(unmatched_reports).where(condition)
-                            .order_by(unmatched_reports.c.id)).mappings().all()
-        if not rows:
-            return
-        conn.execute(delete(unmatched_reports).where(
-            unmatched_reports.c.id.in_([r["id"] for r in rows])))
-        self._apply_reports(conn, [Report(channel=r["channel"], status=r["status"],
-                                          provider_ref=r["ref"], err=r["err"], error=r["error"],
-                                          occurred_at=r["occurred_at"]) for r in rows],
-                            now, changes)
-
-    def _transition(self, conn: Connection, row: dict[str, Any], report: Report, now: datetime,
-                    changes: _Changes) -> None:
-        current = Status(row["status"]) if row["status"] else None
-        outcome = apply_status(row["state"], current, Status(report.status), report.err,
-                               report.error)
-        if not outcome.record:
-            return
-        state = "done" if outcome.finishes_attempt else row["state"]
-        conn.execute(update(attempts).where(attempts.c.id == row["id"]).values(
-            status=outcome.status.value, err=outcome.err, error=outcome.error, state=state,
-            updated_at=now,
-            **({"lease_owner": None, "lease_until": None} if outcome.finishes_attempt else {}),
-        ))
-        row.update(status=outcome.status.value, err=outcome.err, error=outcome.error,
-                   state=state)
-        changes.events.append({"attempt_id": row["id"], "status": outcome.status.value,
-                               "err": outcome.err, "created_at": now})
-        self._draft(row, "status", report.occurred_at or now, changes)
-        if outcome.next is Next.END_SUCCESS:
-            conn.execute(update(attempts).where(
-                attempts.c.omnimessage_id == row["omnimessage_id"], attempts.c.seq > row["seq"],
-                attempts.c.state == "waiting",
-            ).values(state="skipped", updated_at=now))
-            self._end_chain(conn, row, now, changes)
-        elif outcome.next is Next.START_NEXT:
-            nxt = conn.execute(select(attempts.c.id, attempts.c.validity_seconds).where(
-                attempts.c.omnimessage_id == row["omnimessage_id"],
-                attempts.c.seq == row["seq"] + 1, attempts.c.state == "waiting",
-            )).first()
-            if nxt is None:
-                self._end_chain(conn, row, now, changes)
-            else:
-                conn.execute(update(attempts).where(attempts.c.id == nxt[0]).values(
-                    state="due", due_at=now, deadline=now + timedelta(seconds=nxt[1]),
-                    updated_at=now))
-                self.db.notify(conn)
-
-    def _end_chain(self, conn: Connection, row: dict[str, Any], now: datetime,
-                   changes: _Changes) -> None:
-        omnimessage_id = row["omnimessage_id"]
-        if omnimessage_id in changes.ended:
-            return
-        changes.ended.add(omnimessage_id)
-        conn.execute(update(omnimessages).where(omnimessages.c.id == omnimessage_id)
-                     .values(state="done", updated_at=now))
-        if row["text_store"] != "plaintext":
-            conn.execute(update(attempts).where(attempts.c.omnimessage_id == omnimessage_id)
-                         .values(content=None))
-
-    def _emit_sent(self, conn: Connection, ids: list[str], now: datetime,
-                   changes: _Changes) -> None:
-        rows = conn.execute(
-            select(attempts, omnimessages.c.surface, omnimessages.c.dlr_url.label("om_dlr_url"),
-                   omnimessages.c.text_store, omnimessages.c.extra,
-                   accounts.c.dlr_url.label("account_dlr_url"))
-            .join(omnimessages, omnimessages.c.id == attempts.c.omnimessage_id)
-            .join(accounts, accounts.c.id == attempts.c.account_id)
-            .where(attempts.c.id.in_(ids), omnimessages.c.surface != "messente")
-        ).mappings()
-        for row in rows:
-            self._draft(dict(row), "sent", now, changes)
-
-    def _draft(self, row: dict[str, Any], event: str, at: datetime, changes: _Changes) -> None:
-        ctx = ReportContext(
-            event=event, surface=row["surface"], account_id=row["account_id"],
-            omnimessage_id=row["omnimessage_id"], message_id=row["id"], channel=row["channel"],
-            to=row["to"], sender=row["sender"], status=row["status"], err=row["err"],
-            error=row["error"], parts_count=row["parts_count"], occurred_at=at,
-            dlr_url=row["om_dlr_url"] or row["account_dlr_url"], extra=row["extra"],
-            content=row["content"],
-        )
-        for draft in self.report_builder(ctx):
-            changes.drafts.append((row["account_id"], row["omnimessage_id"], draft))
-
-    def _write_changes(self, conn: Connection, changes: _Changes, now: datetime) -> None:
-        if changes.events:
-            conn.execute(insert(status_events), changes.events)
-        if changes.drafts:
-            self._enqueue(conn, changes.drafts, now)
-
-    def _enqueue(self, conn: Connection, drafts: list[tuple[int, str, WebhookDraft]],
-                 now: datetime) -> None:
-        conn.execute(insert(webhooks), [
-            {"account_id": account_id, "order_key": order_key, "kind": d.kind, "url": d.url,
-             "body": d.body, "headers": {}, "state": "pending", "tries": 0,
-             "next_try_at": now, "created_at": now}
-            for account_id, order_key, d in drafts
-        ])
-        self.db.notify(conn)
 
     # webhooks ------------------------------------------------------------------------------
 
@@ -939,7 +731,8 @@ class Store:
             if rows:
                 conn.execute(insert(inbound_messages), rows)
             if drafts:
-                self._enqueue(conn, drafts, now)
+                enqueue_webhooks(conn, drafts, now)
+                self.db.notify(conn)
 
         await self.db.write(work)
         return ids
