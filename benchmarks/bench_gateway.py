@@ -211,9 +211,12 @@ async def main(args: argparse.Namespace) -> None:
     auth = base64.b64encode(f"{account['api_username']}:{account['api_password']}".encode()).decode()
     log = open(workdir / "gateway.log", "wb")  # noqa: SIM115
     command = [sys.executable, "-m", "omnirelay.cli", "serve", "--config", str(config)]
-    if args.api_only:
+    if args.api_only or args.worker_processes:
         command.append("--no-workers")
     gateway = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    workers = [subprocess.Popen([sys.executable, "-m", "omnirelay.cli", "worker", "--config", str(config)],
+                                stdout=log, stderr=subprocess.STDOUT)
+               for _ in range(args.worker_processes)]
     try:
         for _ in range(300):
             try:
@@ -224,7 +227,8 @@ async def main(args: argparse.Namespace) -> None:
             except OSError:
                 await asyncio.sleep(0.1)
         print(f"omnirelay benchmark: db={args.db} n={args.n} concurrency={args.concurrency} "
-              f"sandbox_delay_ms={args.sandbox_delay_ms} cpus={os.cpu_count()}")
+              f"sandbox_delay_ms={args.sandbox_delay_ms} worker_processes={args.worker_processes} "
+              f"cpus={os.cpu_count()}")
         if args.scheduled:
             await scheduled_memory(port, auth, args, gateway.pid)
             return
@@ -266,11 +270,18 @@ async def main(args: argparse.Namespace) -> None:
         if profiler is not None:
             profiler.wait(30)
     finally:
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
         gateway.send_signal(signal.SIGTERM)
         try:
             gateway.wait(20)
         except subprocess.TimeoutExpired:
             gateway.kill()
+        for worker in workers:
+            try:
+                worker.wait(20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
         log.close()
         receiver.server.close()
         if args.keep:
@@ -308,6 +319,9 @@ if __name__ == "__main__":
     parser.add_argument("--batch-size", type=int, default=500)
     parser.add_argument("--timeout", type=float, default=300)
     parser.add_argument("--scheduled", type=int, default=0)
+    parser.add_argument("--worker-processes", type=int, default=0,
+                        help="run the workers as this many separate `omnirelay worker` processes "
+                             "(PostgreSQL); the serve process then only serves the API")
     parser.add_argument("--keep", action="store_true", help="keep the database and the log")
     parser.add_argument("--api-only", action="store_true",
                         help="measure acceptance alone: the gateway runs no workers")

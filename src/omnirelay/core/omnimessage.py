@@ -7,6 +7,7 @@ union of Messente's spec 2.0.0 (Telegram) and 2.1.0 (RCS, Viber template and car
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -102,12 +103,22 @@ def parse_phone_number(value: Any, path: str) -> str:
     compact = text.replace(" ", "")
     if not compact.startswith("+") or not compact[1:].isdigit():
         v.fail(path, f"{path} must be a phone number in E.164 format, e.g. +37251234567")
+    normalised = _valid_e164(compact)
+    if normalised is None:
+        v.fail(path, f"{path} is not a valid phone number")
+    return normalised
+
+
+@functools.lru_cache(maxsize=65536)
+def _valid_e164(compact: str) -> str | None:
+    """libphonenumber is among the costliest steps of accepting a message, and traffic repeats
+    its recipients (OTPs to the same users), so the verdicts are cached."""
     try:
         number = phonenumbers.parse(compact)
     except phonenumbers.NumberParseException:
-        v.fail(path, f"{path} is not a valid phone number")
+        return None
     if not phonenumbers.is_valid_number(number):
-        v.fail(path, f"{path} is not a valid phone number")
+        return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
