@@ -1,0 +1,181 @@
+"""The store's guarantees, on SQLite and PostgreSQL: what the engine's correctness rests on."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from omnirelay.api.messente import new_omnimessage
+from omnirelay.core.omnimessage import parse_omnimessage
+from omnirelay.core.timefmt import utcnow
+from omnirelay.runtime import Runtime
+from omnirelay.store.queries import Report, SendOutcome, WebhookResult
+from omnirelay.store.tables import attempts, webhooks
+from tests.support import create_account, make_settings
+
+TO = "+37255512345"
+
+
+@pytest.fixture
+async def runtime(database_url: str) -> AsyncIterator[Runtime]:
+    rt = Runtime(make_settings(database_url))
+    rt.migrate()
+    yield rt
+    rt.close()
+
+
+async def accept(runtime: Runtime, account: Any, count: int, **fields: Any) -> list[Any]:
+    messages = [new_omnimessage(runtime, account, parse_omnimessage(
+        {"to": TO, "messages": [{"channel": "sms", "text": f"m{i}"}], **fields}))
+        for i in range(count)]
+    await runtime.accept(messages)
+    return messages
+
+
+async def rows(runtime: Runtime, *columns: Any) -> list[tuple[Any, ...]]:
+    def work(conn: Any) -> list[tuple[Any, ...]]:
+        return [tuple(r) for r in conn.execute(select(*columns).order_by(columns[0]))]
+
+    return await runtime.db.read(work)
+
+
+async def test_cancel_and_claim_never_both_win(runtime: Runtime) -> None:
+    account = await create_account(runtime)
+    messages = await accept(runtime, account, 200)
+    owners = [f"w{i}" for i in range(4)]
+
+    async def claimer(owner: str) -> list[str]:
+        got: list[str] = []
+        for _ in range(20):
+            got += [c.message_id for c in await runtime.store.claim_due_attempts(
+                owner, 7, 30, utcnow())]
+        return got
+
+    async def canceller() -> list[str]:
+        won: list[str] = []
+        for message in random.sample(messages, len(messages)):
+            if await runtime.store.cancel(account.id, message.id, utcnow()):
+                won.append(message.attempts[0].message_id)
+        return won
+
+    results = await asyncio.gather(canceller(), *(claimer(o) for o in owners))
+    canceled = set(results[0])
+    claimed = [mid for got in results[1:] for mid in got]
+    assert len(claimed) == len(set(claimed)), "an attempt was claimed twice"
+    assert not canceled & set(claimed), "an attempt was both canceled and claimed"
+    states = dict((a, s) for a, s in await rows(runtime, attempts.c.id, attempts.c.state))
+    assert {states[m] for m in canceled} <= {"canceled"}
+    assert {states[m] for m in claimed} <= {"sending"}
+
+
+async def test_concurrent_report_batches_in_any_order_all_apply(runtime: Runtime) -> None:
+    account = await create_account(runtime)
+    await accept(runtime, account, 300)
+    claimed = await runtime.store.claim_due_attempts("w", 300, 30, utcnow())
+    await runtime.store.record_send_outcomes(
+        "w", [SendOutcome(c.message_id) for c in claimed],
+        {c.message_id: "sms" for c in claimed}, utcnow())
+    ids = [c.message_id for c in claimed]
+
+    async def reporter(status: str) -> None:
+        order = random.sample(ids, len(ids))
+        for start in range(0, len(order), 50):
+            await runtime.store.apply_reports(
+                [Report("sms", status, message_id=m) for m in order[start:start + 50]], utcnow())
+
+    await asyncio.gather(reporter("ACCEPTD"), reporter("DELIVRD"), reporter("ACK"))
+    final = {s for _, s in await rows(runtime, attempts.c.id, attempts.c.status)}
+    assert final == {"DELIVRD"}
+
+
+async def test_a_receipt_that_overtakes_its_submit_response_is_matched(runtime: Runtime) -> None:
+    account = await create_account(runtime)
+    await accept(runtime, account, 1)
+    claimed = await runtime.store.claim_due_attempts("w", 10, 30, utcnow())
+    mid = claimed[0].message_id
+    await runtime.store.apply_reports([Report("sms", "DELIVRD", provider_ref="0A1B")], utcnow())
+    assert (await rows(runtime, attempts.c.state))[0][0] == "sending"
+    await runtime.store.record_send_outcomes("w", [SendOutcome(mid, provider_refs=("0A1B",))],
+                                             {mid: "sms"}, utcnow())
+    assert await rows(runtime, attempts.c.state, attempts.c.status) == [("done", "DELIVRD")]
+
+
+async def test_a_parked_receipt_is_matched_by_the_sweep(runtime: Runtime) -> None:
+    """The receipt and the ref were stored by different processes in the race window."""
+    account = await create_account(runtime)
+    await accept(runtime, account, 1)
+    mid = (await runtime.store.claim_due_attempts("w", 10, 30, utcnow()))[0].message_id
+    await runtime.store.record_send_outcomes("w", [SendOutcome(mid, provider_refs=("77",))],
+                                             {mid: "sms"}, utcnow())
+    from omnirelay.store.tables import unmatched_reports
+
+    def park(conn: Any) -> None:
+        conn.execute(unmatched_reports.insert().values(channel="sms", ref="77", status="DELIVRD",
+                                                       created_at=utcnow()))
+
+    await runtime.db.write(park)
+    assert await runtime.store.rematch_unmatched(utcnow(), utcnow() - timedelta(days=1)) == 1
+    assert await rows(runtime, attempts.c.status) == [("DELIVRD",)]
+
+
+@pytest.mark.parametrize(("part_statuses", "expected"), [
+    (["DELIVRD", "DELIVRD", "DELIVRD"], "DELIVRD"),
+    (["DELIVRD", "UNDELIV"], "UNDELIV"),
+    (["DELIVRD"], None),  # two of three parts unknown: no outcome yet
+])
+async def test_multipart_status_is_the_combination_of_its_parts(
+        runtime: Runtime, part_statuses: list[str], expected: str | None) -> None:
+    account = await create_account(runtime)
+    await accept(runtime, account, 1)
+    mid = (await runtime.store.claim_due_attempts("w", 10, 30, utcnow()))[0].message_id
+    await runtime.store.record_send_outcomes(
+        "w", [SendOutcome(mid, provider_refs=("p1", "p2", "p3"), parts_count=3)],
+        {mid: "sms"}, utcnow())
+    for ref, status in zip(("p1", "p2", "p3"), part_statuses, strict=False):
+        await runtime.store.apply_reports([Report("sms", status, provider_ref=ref)], utcnow())
+    assert await rows(runtime, attempts.c.status) == [(expected,)]
+
+
+async def test_reports_of_one_message_are_claimed_one_at_a_time(runtime: Runtime) -> None:
+    account = await create_account(runtime, dlr_url="http://127.0.0.1:9/dlr")
+    await accept(runtime, account, 1)
+    mid = (await runtime.store.claim_due_attempts("w", 10, 30, utcnow()))[0].message_id
+    await runtime.store.record_send_outcomes("w", [SendOutcome(mid)], {mid: "sms"}, utcnow())
+    await runtime.store.apply_reports([Report("sms", "ACCEPTD", message_id=mid)], utcnow())
+    await runtime.store.apply_reports([Report("sms", "DELIVRD", message_id=mid)], utcnow())
+    first = await runtime.store.claim_webhooks(10, 60, utcnow())
+    assert len(first) == 1 and b"ACCEPTD" in first[0].body
+    assert await runtime.store.claim_webhooks(10, 60, utcnow()) == []
+    await runtime.store.finish_webhooks([WebhookResult(first[0].id, True)], utcnow())
+    second = await runtime.store.claim_webhooks(10, 60, utcnow())
+    assert len(second) == 1 and b"DELIVRD" in second[0].body
+    await runtime.store.finish_webhooks([WebhookResult(second[0].id, False, 60, "HTTP 500")],
+                                        utcnow())
+    assert await rows(runtime, webhooks.c.state, webhooks.c.tries) == [("done", 1), ("pending", 1)]
+
+
+async def test_expired_leases_and_dead_workers_release_their_attempts(runtime: Runtime) -> None:
+    account = await create_account(runtime)
+    await accept(runtime, account, 4)
+    now = utcnow()
+    await runtime.store.claim_due_attempts("short", 2, 1, now)
+    await runtime.store.claim_due_attempts("dead", 2, 3600, now)
+    assert await runtime.store.release_expired_leases(now + timedelta(seconds=2)) == 2
+    assert await runtime.store.release_expired_leases(now + timedelta(seconds=2), ["dead"]) == 2
+    assert {s for (s,) in await rows(runtime, attempts.c.state)} == {"due"}
+
+
+async def test_secrets_are_encrypted_at_rest(runtime: Runtime) -> None:
+    account = await create_account(runtime, api_password="very-secret-password")
+    from omnirelay.store.tables import accounts
+
+    stored = await rows(runtime, accounts.c.api_password_enc)
+    assert "very-secret-password" not in stored[0][0]
+    assert (await runtime.store.account_by_id(account.id)).api_password == "very-secret-password"  # type: ignore[union-attr]
+    assert "very-secret-password" not in repr(account)
