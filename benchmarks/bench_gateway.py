@@ -242,7 +242,7 @@ async def main(args: argparse.Namespace) -> None:
         profiler = None
         if args.profile:
             profiler = subprocess.Popen(["py-spy", "record", "--pid", str(gateway.pid), "--duration",
-                                         "10", "-f", "raw", "-o", args.profile],
+                                         "10", "--gil", "-f", "raw", "-o", args.profile],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started = time.perf_counter()
         elapsed, latencies, ids = await run_single(port, auth, args.n, args.concurrency)

@@ -329,7 +329,8 @@ class Store:
                 "id": item.id, "account_id": item.account_id, "surface": item.surface,
                 "to": item.to, "state": "accepted", "priority": item.priority,
                 "time_to_send": item.time_to_send, "dlr_url": item.dlr_url,
-                "text_store": item.text_store, "extra": item.extra,
+                "text_store": item.text_store, "variants": len(item.attempts),
+                "extra": item.extra,
                 "created_at": now, "updated_at": now,
             })
             start = item.time_to_send if item.time_to_send and item.time_to_send > now else now

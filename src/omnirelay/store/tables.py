@@ -67,6 +67,7 @@ omnimessages = Table(
     Column("time_to_send", DateTime, nullable=True),
     Column("dlr_url", Text, nullable=True),
     Column("text_store", String(16), nullable=False),
+    Column("variants", Integer, nullable=False),  # how many attempts the chain has
     # Surface-specific extras (Twilio StatusCallback, From, ContentRetention, ...).
     Column("extra", JSON, nullable=True),
     Column("created_at", DateTime, nullable=False),

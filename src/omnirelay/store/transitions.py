@@ -45,13 +45,16 @@ class Report:
     occurred_at: datetime | None = None
 
 
-def _attempt_rows(conn: Connection, ids: Sequence[str], lock: bool) -> dict[str, dict[str, Any]]:
+def _attempt_rows(conn: Connection, ids: Sequence[str], lock: bool,
+                  surfaces_except: str | None = None) -> dict[str, dict[str, Any]]:
     query = (select(attempts, omnimessages.c.surface, omnimessages.c.dlr_url.label("om_dlr_url"),
-                    omnimessages.c.text_store, omnimessages.c.extra,
+                    omnimessages.c.text_store, omnimessages.c.extra, omnimessages.c.variants,
                     accounts.c.dlr_url.label("account_dlr_url"))
              .join(omnimessages, omnimessages.c.id == attempts.c.omnimessage_id)
              .join(accounts, accounts.c.id == attempts.c.account_id)
              .where(attempts.c.id.in_(list(ids))).order_by(attempts.c.id))
+    if surfaces_except is not None:
+        query = query.where(omnimessages.c.surface != surfaces_except)
     if lock:
         # Locking in one order (by id) everywhere keeps concurrent writers from deadlocking.
         query = query.with_for_update(of=attempts)
@@ -96,9 +99,8 @@ class StatusWriter:
         event; Messente reports statuses only."""
         if not ids:
             return
-        for row in _attempt_rows(self.conn, ids, lock=False).values():
-            if row["surface"] != "messente":
-                self._draft(row, "sent", self.now)
+        for row in _attempt_rows(self.conn, ids, lock=False, surfaces_except="messente").values():
+            self._draft(row, "sent", self.now)
 
     def rematch(self, keys: Sequence[tuple[str, str]]) -> None:
         """Apply parked receipts whose refs are now known."""
@@ -187,11 +189,14 @@ class StatusWriter:
         self.events.append({"attempt_id": row["id"], "status": outcome.status.value,
                             "err": outcome.err, "created_at": self.now})
         self._draft(row, "status", report.occurred_at or self.now)
+        last = row["seq"] >= row["variants"] - 1
         if outcome.next is Next.END_SUCCESS:
-            self.skip_after[row["omnimessage_id"]] = row["seq"]
+            if not last:
+                self.skip_after[row["omnimessage_id"]] = row["seq"]
             self.ended[row["omnimessage_id"]] = row["text_store"]
         elif outcome.next is Next.START_NEXT:
-            self.start_after[row["omnimessage_id"]] = row["seq"]
+            if not last:
+                self.start_after[row["omnimessage_id"]] = row["seq"]
             self.ended.setdefault(row["omnimessage_id"], row["text_store"])
 
     def _draft(self, row: dict[str, Any], event: str, at: datetime) -> None:

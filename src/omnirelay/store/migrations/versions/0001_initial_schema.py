@@ -146,6 +146,7 @@ def upgrade() -> None:
     sa.Column('time_to_send', sa.DateTime(), nullable=True),
     sa.Column('dlr_url', sa.Text(), nullable=True),
     sa.Column('text_store', sa.String(length=16), nullable=False),
+    sa.Column('variants', sa.Integer(), nullable=False),
     sa.Column('extra', sa.JSON(), nullable=True),
     sa.Column('created_at', sa.DateTime(), nullable=False),
     sa.Column('updated_at', sa.DateTime(), nullable=False),
