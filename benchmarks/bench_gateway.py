@@ -213,7 +213,11 @@ async def main(args: argparse.Namespace) -> None:
     command = [sys.executable, "-m", "omnirelay.cli", "serve", "--config", str(config)]
     if args.api_only or args.worker_processes:
         command.append("--no-workers")
+    if args.api_processes > 1:
+        command.append("--reuse-port")
     gateway = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    more_api = [subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+                for _ in range(args.api_processes - 1)]
     workers = [subprocess.Popen([sys.executable, "-m", "omnirelay.cli", "worker", "--config", str(config)],
                                 stdout=log, stderr=subprocess.STDOUT)
                for _ in range(args.worker_processes)]
@@ -227,7 +231,8 @@ async def main(args: argparse.Namespace) -> None:
             except OSError:
                 await asyncio.sleep(0.1)
         print(f"omnirelay benchmark: db={args.db} n={args.n} concurrency={args.concurrency} "
-              f"sandbox_delay_ms={args.sandbox_delay_ms} worker_processes={args.worker_processes} "
+              f"sandbox_delay_ms={args.sandbox_delay_ms} api_processes={args.api_processes} "
+              f"worker_processes={args.worker_processes} "
               f"cpus={os.cpu_count()}")
         if args.scheduled:
             await scheduled_memory(port, auth, args, gateway.pid)
@@ -270,14 +275,14 @@ async def main(args: argparse.Namespace) -> None:
         if profiler is not None:
             profiler.wait(30)
     finally:
-        for worker in workers:
+        for worker in workers + more_api:
             worker.send_signal(signal.SIGTERM)
         gateway.send_signal(signal.SIGTERM)
         try:
             gateway.wait(20)
         except subprocess.TimeoutExpired:
             gateway.kill()
-        for worker in workers:
+        for worker in workers + more_api:
             try:
                 worker.wait(20)
             except subprocess.TimeoutExpired:
@@ -322,6 +327,8 @@ if __name__ == "__main__":
     parser.add_argument("--worker-processes", type=int, default=0,
                         help="run the workers as this many separate `omnirelay worker` processes "
                              "(PostgreSQL); the serve process then only serves the API")
+    parser.add_argument("--api-processes", type=int, default=1,
+                        help="serve processes sharing the port with SO_REUSEPORT (PostgreSQL)")
     parser.add_argument("--keep", action="store_true", help="keep the database and the log")
     parser.add_argument("--api-only", action="store_true",
                         help="measure acceptance alone: the gateway runs no workers")

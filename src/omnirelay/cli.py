@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -91,16 +92,29 @@ def serve(
     workers: Annotated[bool, typer.Option(
         help="Also run the workers here; --no-workers serves the API only (PostgreSQL, with "
              "`omnirelay worker` processes elsewhere).")] = True,
+    reuse_port: Annotated[bool, typer.Option(
+        help="Bind with SO_REUSEPORT so that several serve processes share the port and the "
+             "kernel spreads connections across them (PostgreSQL).")] = False,
 ) -> None:
     """Run the API and the workers in one process (applies migrations first)."""
     settings = _settings(config, host=host, port=port)
     _logging(settings)
     runtime = Runtime(settings)
     runtime.migrate()
-    asyncio.run(_serve(runtime, workers))
+    asyncio.run(_serve(runtime, workers, reuse_port))
 
 
-async def _serve(runtime: Runtime, workers: bool = True) -> None:
+def _listening_socket(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+async def _serve(runtime: Runtime, workers: bool = True, reuse_port: bool = False) -> None:
     import uvicorn
 
     from omnirelay.app import create_app
@@ -114,8 +128,9 @@ async def _serve(runtime: Runtime, workers: bool = True) -> None:
         create_app(runtime, workers=workers), host=settings.host, port=settings.port, access_log=False,
         log_level=settings.log_level, server_header=False, loop="auto", http="auto",
     ))
+    sockets = [_listening_socket(settings.host, settings.port)] if reuse_port else None
     try:
-        await server.serve()
+        await server.serve(sockets=sockets)
     finally:
         runtime.close()
 
