@@ -1,0 +1,62 @@
+"""Configuration: TOML file, OMNIRELAY_* overrides, and clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from omnirelay.config import DEV_SECRET_KEY, load_settings
+from omnirelay.errors import ConfigError
+
+
+def test_defaults_need_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(environ={})
+    assert settings.database_url == "sqlite:///omnirelay.db"
+    assert (settings.host, settings.port, settings.mode) == ("127.0.0.1", 8080, "development")
+    assert settings.provider_for("sms") == "sandbox"
+
+
+def test_file_then_environment_then_flags(tmp_path: Path) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text('port = 9000\n[engine]\nbatch_size = 50\n[webhooks]\nmax_tries = 3\n')
+    settings = load_settings(config, environ={"OMNIRELAY_ENGINE__BATCH_SIZE": "70",
+                                              "OMNIRELAY_LOG_LEVEL": "debug"},
+                             overrides={"port": 9100})
+    assert settings.engine.batch_size == 70
+    assert settings.webhooks.max_tries == 3
+    assert settings.log_level == "debug"
+    assert settings.port == 9100
+
+
+def test_omnirelay_toml_in_the_working_directory_is_read(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "omnirelay.toml").write_text('port = 9300\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(environ={}).port == 9300
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("prot = 1\n", "unknown setting 'prot'"),
+    ("port = 'eighty'\n", "port must be int"),
+    ("[engine]\nbatch = 1\n", "[engine]: unknown setting(s) batch"),
+    ("mode = 'production'\n", "secret_key is required in production"),
+    ("database_url = 'mysql://x'\n", "database_url must be"),
+    ("[channels]\nsms = 'smpp'\n", "there is no [providers.smpp]"),
+    ("[channels]\nfax = 'sandbox'\n", "unknown channel(s) fax"),
+    ("port = \n", "configuration file"),
+])
+def test_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as error:
+        load_settings(config, environ={})
+    assert message in str(error.value)
+
+
+def test_production_with_a_secret_key(tmp_path: Path) -> None:
+    settings = load_settings(None, environ={"OMNIRELAY_MODE": "production",
+                                            "OMNIRELAY_SECRET_KEY": "x" * 32,
+                                            "OMNIRELAY_DATABASE_URL": "sqlite:///t.db"})
+    assert settings.is_production and settings.secret_key != DEV_SECRET_KEY
