@@ -27,6 +27,7 @@ from omnirelay.engine.sink import EngineSink
 from omnirelay.engine.wakeup import Wakeup, listen_postgres
 from omnirelay.engine.webhooks import DEFAULT_SIGNERS, Signer, WebhookSender
 from omnirelay.errors import ConfigError
+from omnirelay.metrics import Metrics
 from omnirelay.store import migrate
 from omnirelay.store.batching import GroupCommitter
 from omnirelay.store.database import Database
@@ -75,9 +76,10 @@ class Runtime:
         self.store = Store(self.db, self.box, self._build_reports)
         self.accounts = AccountCache(self.store)
         self.wakeup = Wakeup()
+        self.metrics = Metrics()
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.committer: GroupCommitter[NewOmnimessage] = GroupCommitter(self._insert)
-        self.sink = EngineSink(self.store, self.wakeup)
+        self.sink = EngineSink(self.store, self.wakeup, self.metrics)
         self.providers = self._build_providers(factories or provider_factories())
         self.channels: dict[str, Channel] = {
             name: self.providers[settings.provider_for(name)] for name in CHANNELS
@@ -116,6 +118,8 @@ class Runtime:
             return
         await self.committer.submit(messages)
         self.wakeup.wake()
+        for message in messages:
+            self.metrics.accepted.labels(message.surface).inc()
 
     async def cancel(self, account_id: int, omnimessage_id: str) -> bool:
         return await self.store.cancel(account_id, omnimessage_id, utcnow())
@@ -139,9 +143,9 @@ class Runtime:
             return
         loop = asyncio.get_running_loop()
         self.dispatcher = Dispatcher(self.store, self.channels, self.settings.engine,
-                                     self.worker_id, self.wakeup.subscribe())
+                                     self.worker_id, self.wakeup.subscribe(), self.metrics)
         self.webhook_sender = WebhookSender(self.store, self.accounts, self.settings.webhooks,
-                                            self.wakeup.subscribe(), self.signers)
+                                            self.wakeup.subscribe(), self.signers, self.metrics)
         maintenance = Maintenance(self.store, self.sink, self.settings.engine, self.worker_id,
                                   self.wakeup)
         self._tasks = [

@@ -217,3 +217,20 @@ async def test_high_priority_goes_out_before_a_low_priority_backlog(database_url
     finally:
         await runtime.stop()
         runtime.close()
+
+
+def test_metrics_count_what_happened(gateway: LiveServer, receiver: WebhookReceiver) -> None:
+    account = gateway.call(create_account(gateway.runtime, dlr_url=receiver.url + "/dlr"))
+    send(gateway, account, {"to": "+37255519981", "messages": CHAIN[:1] + CHAIN[2:]})
+    receiver.wait_for(2)
+    text = httpx.get(gateway.base_url + "/metrics").text
+
+    def value(line_start: str) -> float:
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith(line_start))
+
+    assert value('omnirelay_omnimessages_accepted_total{surface="messente"}') == 1
+    assert value('omnirelay_attempts_sent_total{channel="viber",outcome="accepted"}') == 1
+    assert value('omnirelay_attempts_sent_total{channel="sms",outcome="accepted"}') == 1
+    wait_until(lambda: 'omnirelay_webhooks_total{kind="dlr",result="delivered"} 2.0'
+               in httpx.get(gateway.base_url + "/metrics").text)

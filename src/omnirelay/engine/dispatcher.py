@@ -15,6 +15,7 @@ from omnirelay.config import EngineSettings
 from omnirelay.core.statuses import Err, Status
 from omnirelay.core.timefmt import utcnow
 from omnirelay.engine.wakeup import wait
+from omnirelay.metrics import Metrics
 from omnirelay.store.queries import ClaimedAttempt, SendOutcome, Store
 
 log = logging.getLogger(__name__)
@@ -24,12 +25,14 @@ UPSTREAM_ERROR_RETRY = 5.0
 
 class Dispatcher:
     def __init__(self, store: Store, channels: Mapping[str, Channel], settings: EngineSettings,
-                 worker_id: str, wake: asyncio.Event, max_in_flight: int = 4) -> None:
+                 worker_id: str, wake: asyncio.Event, metrics: Metrics | None = None,
+                 max_in_flight: int = 4) -> None:
         self.store = store
         self.channels = channels  # channel name -> the upstream serving it
         self.settings = settings
         self.worker_id = worker_id
         self.wake = wake
+        self.metrics = metrics or Metrics()
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -81,13 +84,18 @@ class Dispatcher:
             channel=a.channel, to=a.to, sender=a.sender, content=a.content, deadline=a.deadline,
         ) for a in items]
         try:
-            results = await channel.send(messages)
+            with self.metrics.send_seconds.labels(channel.name).time():
+                results = await channel.send(messages)
         except Exception:
             log.exception("upstream %s failed on a batch of %d; requeued", channel.name,
                           len(messages))
             results = [SendResult(m.message_id, retry_after=UPSTREAM_ERROR_RETRY)
                        for m in messages]
         outcomes = _outcomes(items, results)
+        for attempt, outcome in zip(items, outcomes, strict=True):
+            kind = ("retry" if outcome.retry_after is not None
+                    else outcome.status.lower() if outcome.status else "accepted")
+            self.metrics.sent.labels(attempt.channel, kind).inc()
         channel_of = {a.message_id: a.channel for a in items}
         try:
             await self.store.record_send_outcomes(self.worker_id, outcomes, channel_of, utcnow())

@@ -8,6 +8,7 @@ from omnirelay.channels.base import InboundFragment, InboundMessage, StatusRepor
 from omnirelay.core.reports import WebhookDraft, messente_inbound
 from omnirelay.core.timefmt import utcnow
 from omnirelay.engine.wakeup import Wakeup
+from omnirelay.metrics import Metrics
 from omnirelay.store.queries import Account, Fragment, Inbound, Report, Store
 
 
@@ -21,9 +22,10 @@ def inbound_webhook(message_id: str, message: Inbound, account: Account) -> Webh
 
 
 class EngineSink:
-    def __init__(self, store: Store, wakeup: Wakeup) -> None:
+    def __init__(self, store: Store, wakeup: Wakeup, metrics: Metrics | None = None) -> None:
         self.store = store
         self.wakeup = wakeup
+        self.metrics = metrics or Metrics()
 
     async def report_statuses(self, reports: Sequence[StatusReport]) -> None:
         if not reports:
@@ -36,6 +38,8 @@ class EngineSink:
             for r in reports
         ], now)
         self.wakeup.wake()
+        for report in reports:
+            self.metrics.statuses.labels(report.channel).inc()
 
     async def receive_inbound(self, messages: Sequence[InboundMessage]) -> None:
         if not messages:

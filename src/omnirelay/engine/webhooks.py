@@ -25,6 +25,7 @@ from omnirelay.core.backoff import retry_delay
 from omnirelay.core.signing import messente_signature
 from omnirelay.core.timefmt import utcnow
 from omnirelay.engine.wakeup import wait
+from omnirelay.metrics import Metrics
 from omnirelay.store.queries import Account, ClaimedWebhook, Store, WebhookResult
 
 log = logging.getLogger(__name__)
@@ -51,12 +52,14 @@ DEFAULT_SIGNERS: dict[str, Signer] = {"dlr": sign_dlr, "inbound": sign_inbound}
 
 class WebhookSender:
     def __init__(self, store: Store, accounts: AccountCache, settings: WebhookSettings,
-                 wake: asyncio.Event, signers: dict[str, Signer] | None = None) -> None:
+                 wake: asyncio.Event, signers: dict[str, Signer] | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.store = store
         self.accounts = accounts
         self.settings = settings
         self.wake = wake
         self.signers = dict(DEFAULT_SIGNERS if signers is None else signers)
+        self.metrics = metrics or Metrics()
         self._in_flight = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._per_host: defaultdict[str, int] = defaultdict(int)
@@ -120,7 +123,10 @@ class WebhookSender:
 
     async def _deliver(self, webhook: ClaimedWebhook, host: str) -> None:
         try:
-            self._record(await self._post(webhook))
+            result = await self._post(webhook)
+            self._record(result)
+            outcome = "delivered" if result.delivered else "dead" if result.give_up else "retry"
+            self.metrics.webhooks.labels(webhook.kind, outcome).inc()
         finally:
             self._per_host[host] -= 1
             self._in_flight -= 1

@@ -1,0 +1,24 @@
+"""Prometheus metrics, one registry per runtime (tests build many runtimes in one process).
+
+Counters are bumped where the work happens; queue depths are read from the store when scraped.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.accepted = Counter("omnirelay_omnimessages_accepted", "Omnimessages accepted",
+                                ["surface"], registry=self.registry)
+        self.sent = Counter("omnirelay_attempts_sent", "Attempts handed to an upstream",
+                            ["channel", "outcome"], registry=self.registry)
+        self.statuses = Counter("omnirelay_statuses_reported", "Status reports from upstreams",
+                                ["channel"], registry=self.registry)
+        self.webhooks = Counter("omnirelay_webhooks", "Webhook deliveries by result",
+                                ["kind", "result"], registry=self.registry)
+        self.send_seconds = Histogram("omnirelay_upstream_send_seconds",
+                                      "Time an upstream took to answer a batch", ["provider"],
+                                      registry=self.registry)
