@@ -127,7 +127,7 @@ def rss_mb(pid: int) -> float:
 
 
 def message(i: int) -> dict[str, Any]:
-    return {"to": "+3725551%04d" % (i % 9000), "messages": [{"channel": "sms", "text": f"code {i}"}]}
+    return {"to": f"+3725551{i % 9000:04d}", "messages": [{"channel": "sms", "text": f"code {i}"}]}
 
 
 async def run_single(port: int, auth: str, n: int, concurrency: int) -> tuple[float, list[float], list[str]]:
@@ -250,11 +250,12 @@ async def main(args: argparse.Namespace) -> None:
                                          "10", "--gil", "-f", "raw", "-o", args.profile],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         started = time.perf_counter()
-        elapsed, latencies, ids = await run_single(port, auth, args.n, args.concurrency)
+        elapsed, latencies, _ = await run_single(port, auth, args.n, args.concurrency)
+        p50, p99 = percentile(latencies, 0.5) * 1000, percentile(latencies, 0.99) * 1000
         print(f"single requests : {args.n / elapsed:8.0f} accepted/s   "
-              f"p50 {percentile(latencies, 0.5) * 1000:6.1f} ms   p99 {percentile(latencies, 0.99) * 1000:6.1f} ms")
+              f"p50 {p50:6.1f} ms   p99 {p99:6.1f} ms")
         if args.api_only:
-            elapsed, ids = await run_bulk(port, auth, args.n, max(1, min(4, args.concurrency)))
+            elapsed, _ = await run_bulk(port, auth, args.n, max(1, min(4, args.concurrency)))
             print(f"bulk requests   : {args.n / elapsed:8.0f} accepted/s   (1000 per request)")
             return
         await asyncio.wait_for(receiver.done.wait(), timeout=args.timeout)
@@ -266,7 +267,7 @@ async def main(args: argparse.Namespace) -> None:
         receiver.target = args.n
         receiver.done.clear()
         started = time.perf_counter()
-        elapsed, ids = await run_bulk(port, auth, args.n, max(1, min(4, args.concurrency)))
+        elapsed, _ids = await run_bulk(port, auth, args.n, max(1, min(4, args.concurrency)))
         print(f"bulk requests   : {args.n / elapsed:8.0f} accepted/s   (1000 per request, 4 connections)")
         await asyncio.wait_for(receiver.done.wait(), timeout=args.timeout)
         e2e = receiver.last_at - started
@@ -316,7 +317,8 @@ async def scheduled_memory(port: int, auth: str, args: argparse.Namespace, pid: 
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--n", type=int, default=10000)
     parser.add_argument("--concurrency", type=int, default=16)
