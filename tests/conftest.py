@@ -2,7 +2,7 @@
 
 PostgreSQL comes from OMNIRELAY_TEST_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/
 test). Each test gets its own schema, dropped afterwards. Where no server answers, the PostgreSQL
-variants skip with the reason — unless OMNIRELAY_REQUIRE_POSTGRES=1 (set by .ci/run), where they
+variants skip with the reason — unless OMNIRELAY_TEST_REQUIRE_POSTGRES=1 (set by .ci/run), where they
 fail instead.
 """
 
@@ -26,7 +26,7 @@ from tests.support import (
 
 POSTGRES_URL = os.environ.get("OMNIRELAY_TEST_POSTGRES_URL",
                               "postgresql://postgres@127.0.0.1:5432/test")
-REQUIRE_POSTGRES = os.environ.get("OMNIRELAY_REQUIRE_POSTGRES") == "1"
+REQUIRE_POSTGRES = os.environ.get("OMNIRELAY_TEST_REQUIRE_POSTGRES") == "1"
 _postgres_problem: str | None = None
 _postgres_checked = False
 
@@ -48,7 +48,7 @@ def _postgres_schema_url() -> Iterator[str]:
     problem = postgres_available()
     if problem is not None:
         if REQUIRE_POSTGRES:
-            pytest.fail(f"OMNIRELAY_REQUIRE_POSTGRES=1 but {problem}")
+            pytest.fail(f"OMNIRELAY_TEST_REQUIRE_POSTGRES=1 but {problem}")
         pytest.skip(problem)
     schema = "t_" + uuid.uuid4().hex[:12]
     with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:

@@ -114,7 +114,8 @@ def load_settings(
 
 def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
     for name, text in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG":
+        if (not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG"
+                or name.startswith(ENV_PREFIX + "TEST_")):  # OMNIRELAY_TEST_* is the test suite's
             continue
         path = [part.lower() for part in name[len(ENV_PREFIX) :].split("__")]
         target = raw

@@ -60,3 +60,9 @@ def test_production_with_a_secret_key(tmp_path: Path) -> None:
                                             "OMNIRELAY_SECRET_KEY": "x" * 32,
                                             "OMNIRELAY_DATABASE_URL": "sqlite:///t.db"})
     assert settings.is_production and settings.secret_key != DEV_SECRET_KEY
+
+
+def test_the_test_suites_variables_are_not_settings(tmp_path: Path) -> None:
+    settings = load_settings(None, environ={"OMNIRELAY_TEST_REQUIRE_POSTGRES": "1",
+                                            "OMNIRELAY_TEST_POSTGRES_URL": "postgresql://x/y"})
+    assert settings.port == 8080
