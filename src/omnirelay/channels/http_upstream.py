@@ -4,29 +4,47 @@
   keys, so a typo in a credential name fails at start instead of at the first send.
 - `SenderTable`: which configured sender (phone-number id, bot) serves a message's `sender`.
 - `new_client`: the one httpx.AsyncClient a provider keeps between start() and stop().
+- `HttpChannel`: start/stop and the bounded, retry-on-network-error POST of every provider.
+- `SubscriberBotChannel`: the bot providers (Viber, Telegram) that reach a phone number only
+  through the address its user shared with one of our bots.
+- `create_provider`: each module's `create_channel`, from its PROVIDERS table.
 - Signature helpers that compare in constant time, and phone-number normalisation.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
+import logging
 import re
-from collections.abc import Callable, Mapping
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Generic, Protocol, TypeVar
+from urllib.parse import quote
 
 import httpx
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
 
-from omnirelay.channels.base import Channel
+from omnirelay.channels.base import Channel, ChannelSink, OutboundMessage, SendResult
+from omnirelay.core.statuses import Err, Status
 from omnirelay.core.timefmt import utcnow
 from omnirelay.errors import ConfigError
 
 T = TypeVar("T")
+B = TypeVar("B")
 
 # A webhook body bigger than this is not a provider callback; refuse it before hashing it.
 MAX_WEBHOOK_BODY = 1024 * 1024
+# Seconds before another try when a request got no answer or a 5xx (nothing is known to be sent).
+TRANSIENT_RETRY = 5.0
+# Length of the subscribers.provider column that holds "<provider name>:<sender key>".
+REGISTRY_KEY_LIMIT = 64
 
 
 class ProviderFactory(Protocol):
@@ -35,6 +53,18 @@ class ProviderFactory(Protocol):
     base URL, for providers that tell the upstream where to call back."""
 
     def __call__(self, table: Mapping[str, Any], *, name: str, public_url: str) -> Channel: ...
+
+
+def create_provider(providers: Mapping[str, ProviderFactory], family: str, default: str,
+                    settings: Mapping[str, Any], name: str | None, public_url: str) -> Channel:
+    """The channel of the provider that `settings["type"]` (else `name`, else `default`) names;
+    `family` ("Viber") only words the error."""
+    kind = str(settings.get("type") or name or default)
+    factory = providers.get(kind)
+    if factory is None:
+        raise ConfigError(f"[providers.{name or kind}] unknown {family} provider type {kind!r} "
+                          f"(known: {', '.join(sorted(providers))})")
+    return factory(settings, name=name or kind, public_url=public_url)
 
 
 # --- configuration ------------------------------------------------------------------------------
@@ -179,6 +209,28 @@ class SenderTable(Generic[T]):
         return self.entries[key]
 
 
+def registry_key(provider: str, sender_key: str) -> str:
+    """Where a bot's subscribers are registered: a user's address (Viber user id, Telegram chat
+    id) is valid only for the bot that learned it."""
+    return f"{provider}:{sender_key}"
+
+
+def read_bots(table: ConfigTable, provider: str, parse: Callable[[str, ConfigTable], T]
+              ) -> SenderTable[T]:
+    """The `senders` of a bot provider, one sub-table per bot; `parse(key, sub)` reads a bot's
+    settings. The key also names the bot's webhook path and registry key, hence its limits."""
+
+    def bot(key: str, _value: Any) -> T:
+        sub = table.sub("senders", key)
+        parsed = parse(key, sub)
+        sub.done()
+        if len(registry_key(provider, key)) > REGISTRY_KEY_LIMIT or "/" in key:
+            raise ConfigError(f"{sub.where}: a sender key must be short and without '/'")
+        return parsed
+
+    return SenderTable.read(table, bot)
+
+
 # --- HTTP -----------------------------------------------------------------------------------------
 
 
@@ -192,6 +244,158 @@ def new_client(base_url: str, http: HttpSettings, headers: Mapping[str, str] | N
         limits=httpx.Limits(max_connections=http.max_concurrency,
                             max_keepalive_connections=http.max_concurrency),
     )
+
+
+class UpstreamSettings(Protocol):
+    @property
+    def base_url(self) -> str: ...
+
+    @property
+    def http(self) -> HttpSettings: ...
+
+
+S = TypeVar("S", bound=UpstreamSettings)
+
+
+class HttpChannel(Generic[S]):
+    """What every HTTP provider does alike: one pooled client from start() to stop(), at most
+    `max_concurrency` requests in flight, and a network error taken as "try again later"."""
+
+    def __init__(self, settings: S, name: str) -> None:
+        self.name = name
+        self.settings = settings
+        self._sink: ChannelSink | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._slots = asyncio.Semaphore(settings.http.max_concurrency)
+        # The provider module's logger, so log configuration keeps addressing each provider.
+        self._log = logging.getLogger(type(self).__module__)
+
+    def _headers(self) -> Mapping[str, str] | None:
+        """Headers every request carries (an account-wide credential), if any."""
+        return None
+
+    async def start(self, sink: ChannelSink) -> None:
+        self._sink = sink
+        self._client = new_client(self.settings.base_url, self.settings.http, self._headers())
+
+    async def stop(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+    async def _post(self, message_id: str, path: str, body: Mapping[str, Any],
+                    headers: Mapping[str, str] | None = None) -> httpx.Response | SendResult:
+        """The upstream's answer, or the retry that ends this try when none came."""
+        assert self._client is not None
+        async with self._slots:
+            try:
+                return await self._client.post(path, json=body, headers=headers)
+            except httpx.HTTPError as exc:
+                # At-least-once: a timeout after the upstream took the request may send it twice.
+                self._log.warning("%s: %s for %s; will retry", self.name, type(exc).__name__,
+                                  message_id)
+                return SendResult(message_id, retry_after=TRANSIENT_RETRY)
+
+
+class BotSettings(UpstreamSettings, Protocol[B]):
+    @property
+    def senders(self) -> SenderTable[B]: ...
+
+
+BS = TypeVar("BS", bound="BotSettings[Any]")
+
+
+class SubscriberBotChannel(HttpChannel[BS], ABC, Generic[BS, B]):
+    """A bot provider (Viber Bot API, Telegram Bot API). A bot cannot address a phone number,
+    only a user who shared their number with that bot: the webhook stores phone -> address with
+    `remember_subscriber` under `registry_key`, and a message to a phone with no address fails at
+    once (FAILED, err 9) so the omnimessage's next channel starts.
+
+    Each bot has its webhook at /<sender key> (and the default bot at /)."""
+
+    # Why a message went nowhere; "{key}" is the bot's sender key.
+    not_subscribed = "the recipient has not shared a phone number with the bot {key}"
+
+    def registry_key(self, sender_key: str) -> str:
+        return registry_key(self.name, sender_key)
+
+    async def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
+        if self._sink is None or self._client is None:
+            raise RuntimeError(f"{self.name} is not started")
+        by_bot: dict[str, list[OutboundMessage]] = {}
+        for message in batch:
+            by_bot.setdefault(self.settings.senders.key_for(message.sender), []).append(message)
+        jobs: list[Coroutine[Any, Any, SendResult]] = []
+        for key, messages in by_bot.items():
+            addresses = await self._sink.lookup_subscribers(self.registry_key(key),
+                                                            sorted({m.to for m in messages}))
+            bot = self.settings.senders[key]
+            jobs.extend(self._send_to(key, bot, m, addresses.get(m.to)) for m in messages)
+        return list(await asyncio.gather(*jobs))
+
+    async def _send_to(self, key: str, bot: B, message: OutboundMessage, address: str | None
+                       ) -> SendResult:
+        if address is None:
+            return SendResult(message.message_id, status=Status.FAILED, err=Err.UNROUTABLE,
+                              error=self.not_subscribed.format(key=key))
+        return await self._send_one(bot, message, address)
+
+    @abstractmethod
+    async def _send_one(self, bot: B, message: OutboundMessage, address: str) -> SendResult:
+        """Send to the address the recipient's phone number is registered with for `bot`."""
+
+    async def _send_parts(self, message_id: str,
+                          parts: Sequence[Callable[[], Coroutine[Any, Any, str | SendResult]]]
+                          ) -> list[str] | SendResult:
+        """Send one message's parts in order, each returning its provider ref or the result that
+        ends the attempt. The refs of what went out; the first failure when nothing did."""
+        refs: list[str] = []
+        for index, part in enumerate(parts):
+            result = await part()
+            if isinstance(result, str):
+                refs.append(result)
+                continue
+            if not refs:
+                return result
+            # The first part is on its way and cannot be recalled: report what was sent.
+            self._log.warning("%s: part %d of %s not sent (%s)", self.name, index + 1,
+                              message_id, result.error or result.status)
+            break
+        return refs
+
+    # --- webhooks ---------------------------------------------------------------------------------
+
+    async def register_webhooks(self, public_url: str) -> dict[str, str]:
+        """Point every bot's webhook at <public_url>/webhooks/<name>/<sender key>. The upstream
+        may call the URL back to check it, so run this once the app serves requests (a CLI step,
+        not start()). Returns sender key -> problem, empty when all succeeded."""
+        if self._client is None:
+            raise RuntimeError(f"{self.name} is not started")
+        problems: dict[str, str] = {}
+        for key, bot in self.settings.senders.entries.items():
+            url = f"{public_url.rstrip('/')}/webhooks/{self.name}/{quote(key, safe='')}"
+            problem = await self._set_webhook(self._client, bot, url)
+            if problem is not None:
+                problems[key] = problem
+        return problems
+
+    @abstractmethod
+    async def _set_webhook(self, client: httpx.AsyncClient, bot: B, url: str) -> str | None:
+        """Register `url` as the bot's webhook; the upstream's complaint, None on success."""
+
+    def routes(self) -> list[BaseRoute]:
+        return [Route("/", self._webhook, methods=["POST"]),
+                Route("/{sender}", self._webhook, methods=["POST"])]
+
+    async def _webhook(self, request: Request) -> Response:
+        key = request.path_params.get("sender", self.settings.senders.default)
+        if key not in self.settings.senders.entries:
+            return PlainTextResponse("no such bot", status_code=404)
+        return await self._bot_webhook(self.settings.senders[key], request)
+
+    @abstractmethod
+    async def _bot_webhook(self, bot: B, request: Request) -> Response:
+        """One callback of `bot`'s upstream; authenticate it before trusting anything in it."""
 
 
 def retry_after_header(response: httpx.Response) -> float | None:
@@ -218,6 +422,15 @@ def json_object(response: httpx.Response) -> dict[str, Any]:
     except ValueError:
         return {}
     return body if isinstance(body, dict) else {}
+
+
+def utc_from_epoch(value: Any, per_second: int = 1) -> datetime | None:
+    """A naive UTC time from a Unix timestamp in 1/`per_second` seconds; None when `value` is
+    not one (missing, garbage, out of range)."""
+    try:
+        return datetime.fromtimestamp(int(value) / per_second, UTC).replace(tzinfo=None)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return None
 
 
 # --- signatures -----------------------------------------------------------------------------------

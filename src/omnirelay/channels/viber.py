@@ -53,20 +53,18 @@ err 9; other refusals -> REJECTD err 1.
 
 from __future__ import annotations
 
-import asyncio
 import html
 import json
 import logging
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
+from functools import partial
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
 
 from omnirelay.channels.base import (
     Channel,
@@ -78,16 +76,20 @@ from omnirelay.channels.base import (
 )
 from omnirelay.channels.http_upstream import (
     MAX_WEBHOOK_BODY,
+    TRANSIENT_RETRY,
     ConfigTable,
     HttpSettings,
     ProviderFactory,
     SenderTable,
+    SubscriberBotChannel,
+    create_provider,
     e164,
     hmac_sha256_hex,
     json_object,
-    new_client,
+    read_bots,
     retry_after_header,
     same_secret,
+    utc_from_epoch,
 )
 from omnirelay.core.statuses import Err, Status
 from omnirelay.core.timefmt import utcnow
@@ -99,9 +101,7 @@ PROVIDER = "viber_bot"
 CHANNEL = "viber"
 SEND_PATH = "/pa/send_message"
 THROTTLE_RETRY = 60.0  # status 12: Viber allows about 100 unanswered messages per user and hour
-TRANSIENT_RETRY = 5.0
 MAX_SENDER_NAME = 28
-REGISTRY_KEY_LIMIT = 64  # subscribers.provider column
 
 # Viber status -> (status, err, our side's fault: log it as an error)
 SUBMIT_ERRORS: dict[int, tuple[Status, Err, bool]] = {
@@ -157,21 +157,17 @@ class ViberBotSettings:
     def from_mapping(cls, raw: Mapping[str, Any], name: str = PROVIDER) -> ViberBotSettings:
         table = ConfigTable(name, raw)
 
-        def bot(key: str, _value: Any) -> ViberBot:
-            sub = table.sub("senders", key)
+        def bot(key: str, sub: ConfigTable) -> ViberBot:
             bot = ViberBot(key=key, auth_token=sub.string("auth_token"),
                            name=sub.string("name", key), avatar=sub.optional_string("avatar"),
                            welcome_text=sub.optional_string("welcome_text"))
-            sub.done()
             if len(bot.name) > MAX_SENDER_NAME:
                 raise ConfigError(f"{sub.where} name must be at most {MAX_SENDER_NAME} "
                                   f"characters (Viber's limit)")
-            if len(f"{name}:{key}") > REGISTRY_KEY_LIMIT or "/" in key:
-                raise ConfigError(f"{sub.where}: a sender key must be short and without '/'")
             return bot
 
         settings = cls(base_url=table.url("base_url", cls.base_url),
-                       senders=SenderTable.read(table, bot), http=HttpSettings.read(table))
+                       senders=read_bots(table, name, bot), http=HttpSettings.read(table))
         table.done()
         return settings
 
@@ -270,52 +266,17 @@ def build_payloads(content: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _viber_time(value: Any) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(int(value) / 1000, UTC).replace(tzinfo=None)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
+    return utc_from_epoch(value, per_second=1000)
 
 
-class ViberBotChannel:
+class ViberBotChannel(SubscriberBotChannel[ViberBotSettings, ViberBot]):
+    not_subscribed = "the recipient has not shared a phone number with the Viber bot {key}"
+
     def __init__(self, settings: ViberBotSettings, name: str = PROVIDER) -> None:
-        self.name = name
-        self.settings = settings
-        self._sink: ChannelSink | None = None
-        self._client: httpx.AsyncClient | None = None
-        self._slots = asyncio.Semaphore(settings.http.max_concurrency)
+        super().__init__(settings, name)
 
-    def registry_key(self, sender_key: str) -> str:
-        return f"{self.name}:{sender_key}"
-
-    async def start(self, sink: ChannelSink) -> None:
-        self._sink = sink
-        self._client = new_client(self.settings.base_url, self.settings.http)
-
-    async def stop(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    async def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
-        if self._sink is None or self._client is None:
-            raise RuntimeError(f"{self.name} is not started")
-        by_bot: dict[str, list[OutboundMessage]] = {}
-        for message in batch:
-            by_bot.setdefault(self.settings.senders.key_for(message.sender), []).append(message)
-        jobs: list[Coroutine[Any, Any, SendResult]] = []
-        for key, messages in by_bot.items():
-            users = await self._sink.lookup_subscribers(self.registry_key(key),
-                                                        sorted({m.to for m in messages}))
-            bot = self.settings.senders[key]
-            jobs.extend(self._send_one(bot, m, users.get(m.to)) for m in messages)
-        return list(await asyncio.gather(*jobs))
-
-    async def _send_one(self, bot: ViberBot, message: OutboundMessage, user_id: str | None
+    async def _send_one(self, bot: ViberBot, message: OutboundMessage, user_id: str
                         ) -> SendResult:
-        if user_id is None:
-            return SendResult(message.message_id, status=Status.FAILED, err=Err.UNROUTABLE,
-                              error=f"the recipient has not shared a phone number with the "
-                                    f"Viber bot {bot.key}")
         try:
             payloads = build_payloads(message.content)
         except Unsupported as exc:
@@ -324,33 +285,21 @@ class ViberBotChannel:
         except ValueError as exc:
             return SendResult(message.message_id, status=Status.REJECTD,
                               err=Err.DELIVERY_FAILURE, error=str(exc))
-        refs: list[str] = []
-        for index, payload in enumerate(payloads):
-            body = {"receiver": user_id, "sender": bot.sender(), **payload}
-            result = await self._post(bot, message.message_id, body)
-            if isinstance(result, str):
-                refs.append(result)
-                continue
-            if not refs:
-                return result
-            # The first part is on its way and cannot be recalled: report what was sent.
-            log.warning("%s: part %d of %s not sent (%s)", self.name, index + 1,
-                        message.message_id, result.error or result.status)
-            break
+        refs = await self._send_parts(message.message_id, [
+            partial(self._send_payload, bot, message.message_id,
+                    {"receiver": user_id, "sender": bot.sender(), **payload})
+            for payload in payloads])
+        if isinstance(refs, SendResult):
+            return refs
         return SendResult(message.message_id, provider_refs=tuple(refs), parts_count=len(refs))
 
-    async def _post(self, bot: ViberBot, message_id: str, body: dict[str, Any]
-                    ) -> str | SendResult:
+    async def _send_payload(self, bot: ViberBot, message_id: str, body: dict[str, Any]
+                            ) -> str | SendResult:
         """The message token, or the result that ends this attempt."""
-        assert self._client is not None
-        async with self._slots:
-            try:
-                response = await self._client.post(
-                    SEND_PATH, json=body, headers={"X-Viber-Auth-Token": bot.auth_token})
-            except httpx.HTTPError as exc:
-                log.warning("%s: %s for %s; will retry", self.name, type(exc).__name__,
-                            message_id)
-                return SendResult(message_id, retry_after=TRANSIENT_RETRY)
+        response = await self._post(message_id, SEND_PATH, body,
+                                    headers={"X-Viber-Auth-Token": bot.auth_token})
+        if isinstance(response, SendResult):
+            return response
         if response.status_code == 429 or response.status_code >= 500:
             wait = retry_after_header(response)
             return SendResult(message_id, retry_after=wait if wait is not None else
@@ -372,35 +321,20 @@ class ViberBotChannel:
 
     # --- webhooks ---------------------------------------------------------------------------------
 
-    async def register_webhooks(self, public_url: str) -> dict[str, str]:
-        """Point every bot's webhook at <public_url>/webhooks/<name>/<sender key> (Viber's
-        set_webhook). Viber calls the URL back to check it, so run this once the app serves
-        requests (a CLI step, not start()). Returns sender key -> problem, empty when all
-        succeeded."""
-        if self._client is None:
-            raise RuntimeError(f"{self.name} is not started")
-        problems: dict[str, str] = {}
-        for key, bot in self.settings.senders.entries.items():
-            url = f"{public_url.rstrip('/')}/webhooks/{self.name}/{quote(key, safe='')}"
-            response = await self._client.post(
-                "/pa/set_webhook", headers={"X-Viber-Auth-Token": bot.auth_token},
-                json={"url": url, "event_types": list(WEBHOOK_EVENTS), "send_name": True,
-                      "send_photo": False})
-            answer = json_object(response)
-            if answer.get("status") != 0:
-                problems[key] = f"Viber status {answer.get('status')}: " \
-                                f"{answer.get('status_message') or response.reason_phrase}"
-        return problems
+    async def _set_webhook(self, client: httpx.AsyncClient, bot: ViberBot, url: str
+                           ) -> str | None:
+        # Viber calls the URL back before it answers, hence register_webhooks' timing.
+        response = await client.post(
+            "/pa/set_webhook", headers={"X-Viber-Auth-Token": bot.auth_token},
+            json={"url": url, "event_types": list(WEBHOOK_EVENTS), "send_name": True,
+                  "send_photo": False})
+        answer = json_object(response)
+        if answer.get("status") != 0:
+            return f"Viber status {answer.get('status')}: " \
+                   f"{answer.get('status_message') or response.reason_phrase}"
+        return None
 
-    def routes(self) -> list[BaseRoute]:
-        return [Route("/", self._callback, methods=["POST"]),
-                Route("/{sender}", self._callback, methods=["POST"])]
-
-    async def _callback(self, request: Request) -> Response:
-        key = request.path_params.get("sender", self.settings.senders.default)
-        if key not in self.settings.senders.entries:
-            return PlainTextResponse("no such bot", status_code=404)
-        bot = self.settings.senders[key]
+    async def _bot_webhook(self, bot: ViberBot, request: Request) -> Response:
         body = await request.body()
         if len(body) > MAX_WEBHOOK_BODY:
             return PlainTextResponse("too large", status_code=413)
@@ -479,9 +413,4 @@ PROVIDERS: dict[str, ProviderFactory] = {PROVIDER: _viber_bot}
 def create_channel(settings: Mapping[str, Any], *, name: str | None = None,
                    public_url: str = "") -> Channel:
     """Build the Viber provider that `settings["type"]` (else `name`, else "viber_bot") names."""
-    kind = str(settings.get("type") or name or PROVIDER)
-    factory = PROVIDERS.get(kind)
-    if factory is None:
-        raise ConfigError(f"[providers.{name or kind}] unknown Viber provider type {kind!r} "
-                          f"(known: {', '.join(sorted(PROVIDERS))})")
-    return factory(settings, name=name or kind, public_url=public_url)
+    return create_provider(PROVIDERS, "Viber", PROVIDER, settings, name, public_url)

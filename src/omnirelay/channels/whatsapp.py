@@ -46,7 +46,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -56,7 +56,6 @@ from starlette.routing import BaseRoute, Route
 
 from omnirelay.channels.base import (
     Channel,
-    ChannelSink,
     InboundMessage,
     OutboundMessage,
     SendResult,
@@ -64,17 +63,20 @@ from omnirelay.channels.base import (
 )
 from omnirelay.channels.http_upstream import (
     MAX_WEBHOOK_BODY,
+    TRANSIENT_RETRY,
     ConfigTable,
+    HttpChannel,
     HttpSettings,
     ProviderFactory,
     SenderTable,
+    create_provider,
     e164,
     hmac_sha256_hex,
     json_object,
-    new_client,
     phone_digits,
     retry_after_header,
     same_secret,
+    utc_from_epoch,
 )
 from omnirelay.core.statuses import Err, Status
 from omnirelay.core.timefmt import utcnow
@@ -99,7 +101,6 @@ THROTTLED: dict[int, float] = {
     1: 5.0,  # unknown API error, usually transient
     2: 5.0,  # API service temporarily unavailable
 }
-TRANSIENT_RETRY = 5.0
 AUTH_CODES = frozenset({0, 3, 10, 190})  # plus 200-299: permissions
 
 # Graph/Cloud API error code -> Messente err, for failed statuses and submit-time refusals.
@@ -293,27 +294,14 @@ class GraphError:
                f"{self.message}"
 
 
-class WhatsAppCloudChannel:
+class WhatsAppCloudChannel(HttpChannel[WhatsAppSettings]):
     def __init__(self, settings: WhatsAppSettings, name: str = PROVIDER) -> None:
-        self.name = name
-        self.settings = settings
-        self._sink: ChannelSink | None = None
-        self._client: httpx.AsyncClient | None = None
-        self._slots = asyncio.Semaphore(settings.http.max_concurrency)
+        super().__init__(settings, name)
         # phone-number id -> the sender key it serves, to name our number on inbound messages
         self._sender_of_id = {v: k for k, v in settings.senders.entries.items()}
 
-    async def start(self, sink: ChannelSink) -> None:
-        self._sink = sink
-        self._client = new_client(
-            self.settings.base_url, self.settings.http,
-            {"Authorization": f"Bearer {self.settings.access_token}"},
-        )
-
-    async def stop(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+    def _headers(self) -> Mapping[str, str]:
+        return {"Authorization": f"Bearer {self.settings.access_token}"}
 
     async def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
         return list(await asyncio.gather(*(self._send_one(m) for m in batch)))
@@ -328,14 +316,9 @@ class WhatsAppCloudChannel:
                               err=Err.DELIVERY_FAILURE, error=str(exc))
         phone_number_id = self.settings.senders[self.settings.senders.key_for(message.sender)]
         path = f"/{self.settings.api_version}/{phone_number_id}/messages"
-        async with self._slots:
-            try:
-                response = await self._client.post(path, json=body)
-            except httpx.HTTPError as exc:
-                # At-least-once: a timeout after Meta took the request may send it twice.
-                log.warning("%s: %s for %s; will retry", self.name, type(exc).__name__,
-                            message.message_id)
-                return SendResult(message.message_id, retry_after=TRANSIENT_RETRY)
+        response = await self._post(message.message_id, path, body)
+        if isinstance(response, SendResult):
+            return response
         return self._result(message.message_id, response)
 
     def _result(self, message_id: str, response: httpx.Response) -> SendResult:
@@ -446,10 +429,7 @@ def _dicts(value: Any) -> list[dict[str, Any]]:
 
 
 def _timestamp(value: Any) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(int(value), UTC).replace(tzinfo=None)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
+    return utc_from_epoch(value)
 
 
 def _status_report(status: dict[str, Any]) -> StatusReport | None:
@@ -531,9 +511,4 @@ def create_channel(settings: Mapping[str, Any], *, name: str | None = None,
                    public_url: str = "") -> Channel:
     """Build the WhatsApp provider that `settings["type"]` (else `name`, else "whatsapp_cloud")
     names, from its `[providers.<name>]` table (see the module docstring)."""
-    kind = str(settings.get("type") or name or PROVIDER)
-    factory = PROVIDERS.get(kind)
-    if factory is None:
-        raise ConfigError(f"[providers.{name or kind}] unknown WhatsApp provider type {kind!r} "
-                          f"(known: {', '.join(sorted(PROVIDERS))})")
-    return factory(settings, name=name or kind, public_url=public_url)
+    return create_provider(PROVIDERS, "WhatsApp", PROVIDER, settings, name, public_url)

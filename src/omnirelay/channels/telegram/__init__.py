@@ -12,12 +12,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from omnirelay.channels.base import Channel
-from omnirelay.channels.http_upstream import ProviderFactory
+from omnirelay.channels.http_upstream import ProviderFactory, create_provider
 from omnirelay.channels.telegram.bot import PROVIDER as BOT
 from omnirelay.channels.telegram.bot import TelegramBotChannel, TelegramBotSettings
 from omnirelay.channels.telegram.gateway import PROVIDER as GATEWAY
 from omnirelay.channels.telegram.gateway import TelegramGatewayChannel, TelegramGatewaySettings
-from omnirelay.errors import ConfigError
 
 
 def _bot(table: Mapping[str, Any], *, name: str, public_url: str) -> Channel:
@@ -39,12 +38,7 @@ def create_channel(settings: Mapping[str, Any], *, name: str | None = None,
     """Build the Telegram provider that `settings["type"]` (else `name`, else "telegram_bot")
     names. `public_url` is the app's public base URL: the Gateway's default callback_url is
     <public_url>/webhooks/<name>/."""
-    kind = str(settings.get("type") or name or BOT)
-    factory = PROVIDERS.get(kind)
-    if factory is None:
-        raise ConfigError(f"[providers.{name or kind}] unknown Telegram provider type {kind!r} "
-                          f"(known: {', '.join(sorted(PROVIDERS))})")
-    return factory(settings, name=name or kind, public_url=public_url)
+    return create_provider(PROVIDERS, "Telegram", BOT, settings, name, public_url)
 
 
 __all__ = ["PROVIDERS", "TelegramBotChannel", "TelegramBotSettings", "TelegramGatewayChannel",

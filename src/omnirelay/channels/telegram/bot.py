@@ -49,20 +49,18 @@ other 400s -> REJECTD err 1.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
-from collections.abc import Coroutine, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
+from functools import partial
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import BaseRoute, Route
 
 from omnirelay.channels.base import (
     ChannelSink,
@@ -72,14 +70,17 @@ from omnirelay.channels.base import (
 )
 from omnirelay.channels.http_upstream import (
     MAX_WEBHOOK_BODY,
+    TRANSIENT_RETRY,
     ConfigTable,
     HttpSettings,
     SenderTable,
+    SubscriberBotChannel,
     e164,
     json_object,
-    new_client,
+    read_bots,
     retry_after_header,
     same_secret,
+    utc_from_epoch,
 )
 from omnirelay.core.statuses import Err, Status
 from omnirelay.core.timefmt import utcnow
@@ -89,9 +90,7 @@ log = logging.getLogger(__name__)
 
 PROVIDER = "telegram_bot"
 CHANNEL = "telegram"
-TRANSIENT_RETRY = 5.0
 CAPTION_LIMIT = 1024
-REGISTRY_KEY_LIMIT = 64
 SECRET_TOKEN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
 BOT_TOKEN = re.compile(r"^(\d+):[A-Za-z0-9_-]+$")
 UNREACHABLE = ("chat not found", "user is deactivated", "bot was blocked", "peer_id_invalid",
@@ -159,8 +158,7 @@ class TelegramBotSettings:
     def from_mapping(cls, raw: Mapping[str, Any], name: str = PROVIDER) -> TelegramBotSettings:
         table = ConfigTable(name, raw)
 
-        def bot(key: str, _value: Any) -> TelegramBot:
-            sub = table.sub("senders", key)
+        def bot(key: str, sub: ConfigTable) -> TelegramBot:
             token = sub.string("token")
             if not BOT_TOKEN.match(token):
                 raise ConfigError(f"{sub.where} token must look like 123456:ABC-DEF")
@@ -168,18 +166,14 @@ class TelegramBotSettings:
             if not SECRET_TOKEN.match(secret):
                 raise ConfigError(f"{sub.where} webhook_secret must be 1-256 characters of "
                                   f"A-Z, a-z, 0-9, _ and - (Telegram's rule)")
-            bot = TelegramBot(
+            return TelegramBot(
                 key=key, token=token, webhook_secret=secret,
                 welcome_text=sub.string("welcome_text", TelegramBot.welcome_text),
                 share_button_text=sub.string("share_button_text", TelegramBot.share_button_text),
                 thanks_text=sub.string("thanks_text", TelegramBot.thanks_text))
-            sub.done()
-            if len(f"{name}:{key}") > REGISTRY_KEY_LIMIT or "/" in key:
-                raise ConfigError(f"{sub.where}: a sender key must be short and without '/'")
-            return bot
 
         settings = cls(base_url=table.url("base_url", cls.base_url),
-                       senders=SenderTable.read(table, bot), http=HttpSettings.read(table))
+                       senders=read_bots(table, name, bot), http=HttpSettings.read(table))
         table.done()
         return settings
 
@@ -213,86 +207,44 @@ def _chat_id(address: str) -> int | str:
 
 
 def _telegram_time(value: Any) -> datetime | None:
-    try:
-        return datetime.fromtimestamp(int(value), UTC).replace(tzinfo=None)
-    except (TypeError, ValueError, OverflowError, OSError):
-        return None
+    return utc_from_epoch(value)
 
 
 # --- the channel ----------------------------------------------------------------------------------
 
 
-class TelegramBotChannel:
-    def __init__(self, settings: TelegramBotSettings, name: str = PROVIDER) -> None:
-        self.name = name
-        self.settings = settings
-        self._sink: ChannelSink | None = None
-        self._client: httpx.AsyncClient | None = None
-        self._slots = asyncio.Semaphore(settings.http.max_concurrency)
+class TelegramBotChannel(SubscriberBotChannel[TelegramBotSettings, TelegramBot]):
+    not_subscribed = "the recipient has no chat with the Telegram bot {key}"
 
-    def registry_key(self, sender_key: str) -> str:
-        return f"{self.name}:{sender_key}"
+    def __init__(self, settings: TelegramBotSettings, name: str = PROVIDER) -> None:
+        super().__init__(settings, name)
 
     async def start(self, sink: ChannelSink) -> None:
         _install_redactor()
-        self._sink = sink
-        self._client = new_client(self.settings.base_url, self.settings.http)
+        await super().start(sink)
 
-    async def stop(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
-
-    async def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
-        if self._sink is None or self._client is None:
-            raise RuntimeError(f"{self.name} is not started")
-        by_bot: dict[str, list[OutboundMessage]] = {}
-        for message in batch:
-            by_bot.setdefault(self.settings.senders.key_for(message.sender), []).append(message)
-        jobs: list[Coroutine[Any, Any, SendResult]] = []
-        for key, messages in by_bot.items():
-            chats = await self._sink.lookup_subscribers(self.registry_key(key),
-                                                        sorted({m.to for m in messages}))
-            bot = self.settings.senders[key]
-            jobs.extend(self._send_one(bot, m, chats.get(m.to)) for m in messages)
-        return list(await asyncio.gather(*jobs))
-
-    async def _send_one(self, bot: TelegramBot, message: OutboundMessage, chat: str | None
+    async def _send_one(self, bot: TelegramBot, message: OutboundMessage, chat: str
                         ) -> SendResult:
-        if chat is None:
-            return SendResult(message.message_id, status=Status.FAILED, err=Err.UNROUTABLE,
-                              error=f"the recipient has no chat with the Telegram bot {bot.key}")
         try:
             calls = build_calls(message.content)
         except ValueError as exc:
             return SendResult(message.message_id, status=Status.REJECTD,
                               err=Err.DELIVERY_FAILURE, error=str(exc))
-        refs: list[str] = []
-        for method, params in calls:
-            result = await self._call(bot, message.message_id, method,
-                                      {"chat_id": _chat_id(chat), **params})
-            if isinstance(result, str):
-                refs.append(result)
-                continue
-            if not refs:
-                return result
-            log.warning("%s: second part of %s not sent (%s)", self.name, message.message_id,
-                        result.error or result.status)
-            break
+        refs = await self._send_parts(message.message_id, [
+            partial(self._call, bot, message.message_id, method,
+                    {"chat_id": _chat_id(chat), **params})
+            for method, params in calls])
+        if isinstance(refs, SendResult):
+            return refs
         return SendResult(message.message_id, status=Status.DELIVRD, err=Err.NO_ERROR,
                           provider_refs=tuple(refs), parts_count=len(refs))
 
     async def _call(self, bot: TelegramBot, message_id: str, method: str,
                     params: dict[str, Any]) -> str | SendResult:
         """The provider ref of the sent message, or the result that ends this attempt."""
-        assert self._client is not None
-        async with self._slots:
-            try:
-                response = await self._client.post(f"/bot{bot.token}/{method}", json=params)
-            except httpx.HTTPError as exc:
-                log.warning("%s: %s for %s; will retry", self.name, type(exc).__name__,
-                            message_id)
-                return SendResult(message_id, retry_after=TRANSIENT_RETRY)
+        response = await self._post(message_id, f"/bot{bot.token}/{method}", params)
+        if isinstance(response, SendResult):
+            return response
         answer = json_object(response)
         result = answer.get("result")
         if answer.get("ok") is True and isinstance(result, dict):
@@ -326,34 +278,20 @@ class TelegramBotChannel:
 
     # --- webhook ----------------------------------------------------------------------------------
 
-    async def register_webhooks(self, public_url: str) -> dict[str, str]:
-        """setWebhook for every bot: <public_url>/webhooks/<name>/<sender key> with the bot's
-        secret_token, message updates only. Returns sender key -> problem, empty when all
-        succeeded."""
-        if self._client is None:
-            raise RuntimeError(f"{self.name} is not started")
-        problems: dict[str, str] = {}
-        for key, bot in self.settings.senders.entries.items():
-            url = f"{public_url.rstrip('/')}/webhooks/{self.name}/{quote(key, safe='')}"
-            response = await self._client.post(
-                f"/bot{bot.token}/setWebhook",
-                json={"url": url, "secret_token": bot.webhook_secret,
-                      "allowed_updates": ["message"]})
-            answer = json_object(response)
-            if answer.get("ok") is not True:
-                problems[key] = f"Telegram {answer.get('error_code', response.status_code)}: " \
-                                f"{answer.get('description') or response.reason_phrase}"
-        return problems
+    async def _set_webhook(self, client: httpx.AsyncClient, bot: TelegramBot, url: str
+                           ) -> str | None:
+        # Message updates only: edits, channel posts and callbacks are not for us.
+        response = await client.post(
+            f"/bot{bot.token}/setWebhook",
+            json={"url": url, "secret_token": bot.webhook_secret,
+                  "allowed_updates": ["message"]})
+        answer = json_object(response)
+        if answer.get("ok") is not True:
+            return f"Telegram {answer.get('error_code', response.status_code)}: " \
+                   f"{answer.get('description') or response.reason_phrase}"
+        return None
 
-    def routes(self) -> list[BaseRoute]:
-        return [Route("/", self._update, methods=["POST"]),
-                Route("/{sender}", self._update, methods=["POST"])]
-
-    async def _update(self, request: Request) -> Response:
-        key = request.path_params.get("sender", self.settings.senders.default)
-        if key not in self.settings.senders.entries:
-            return PlainTextResponse("no such bot", status_code=404)
-        bot = self.settings.senders[key]
+    async def _bot_webhook(self, bot: TelegramBot, request: Request) -> Response:
         given = request.headers.get("x-telegram-bot-api-secret-token")
         if given is None:
             return PlainTextResponse("missing secret token", status_code=401)

@@ -49,7 +49,7 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -60,14 +60,16 @@ from starlette.routing import BaseRoute, Route
 from omnirelay.channels.base import ChannelSink, OutboundMessage, SendResult, StatusReport
 from omnirelay.channels.http_upstream import (
     MAX_WEBHOOK_BODY,
+    TRANSIENT_RETRY,
     ConfigTable,
+    HttpChannel,
     HttpSettings,
     e164,
     hmac_sha256_hex,
     json_object,
-    new_client,
     retry_after_header,
     same_secret,
+    utc_from_epoch,
 )
 from omnirelay.core.statuses import Err, Status
 from omnirelay.core.timefmt import utcnow
@@ -76,7 +78,6 @@ log = logging.getLogger(__name__)
 
 PROVIDER = "telegram_gateway"
 CHANNEL = "telegram"
-TRANSIENT_RETRY = 5.0
 TTL_MIN, TTL_MAX = 30, 3600
 CODE = re.compile(r"(?<!\d)\d{4,8}(?!\d)")
 FLOOD_WAIT = re.compile(r"^FLOOD_WAIT_(\d+)$")
@@ -143,28 +144,20 @@ def request_ttl(deadline: datetime | None, now: datetime) -> int | None:
     return max(TTL_MIN, min(TTL_MAX, left))
 
 
-class TelegramGatewayChannel:
+class TelegramGatewayChannel(HttpChannel[TelegramGatewaySettings]):
     def __init__(self, settings: TelegramGatewaySettings, name: str = PROVIDER) -> None:
-        self.name = name
-        self.settings = settings
-        self._sink: ChannelSink | None = None
-        self._client: httpx.AsyncClient | None = None
-        self._slots = asyncio.Semaphore(settings.http.max_concurrency)
+        super().__init__(settings, name)
         # The callback key is SHA256(token) as raw bytes (see the module docstring).
         self._callback_key = hashlib.sha256(settings.access_token.encode()).digest()
 
+    def _headers(self) -> Mapping[str, str]:
+        return {"Authorization": f"Bearer {self.settings.access_token}"}
+
     async def start(self, sink: ChannelSink) -> None:
-        self._sink = sink
         if self.settings.callback_url is None:
             log.warning("%s: no callback_url and no public_url: Telegram will send no delivery "
                         "reports, attempts end when their validity runs out", self.name)
-        self._client = new_client(self.settings.base_url, self.settings.http,
-                                  {"Authorization": f"Bearer {self.settings.access_token}"})
-
-    async def stop(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await super().start(sink)
 
     async def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
         return list(await asyncio.gather(*(self._send_one(m) for m in batch)))
@@ -186,13 +179,9 @@ class TelegramGatewayChannel:
         ttl = request_ttl(message.deadline, utcnow())
         if ttl is not None:
             body["ttl"] = ttl
-        async with self._slots:
-            try:
-                response = await self._client.post("/sendVerificationMessage", json=body)
-            except httpx.HTTPError as exc:
-                log.warning("%s: %s for %s; will retry", self.name, type(exc).__name__,
-                            message.message_id)
-                return SendResult(message.message_id, retry_after=TRANSIENT_RETRY)
+        response = await self._post(message.message_id, "/sendVerificationMessage", body)
+        if isinstance(response, SendResult):
+            return response
         return self._result(message.message_id, response)
 
     def _result(self, message_id: str, response: httpx.Response) -> SendResult:
@@ -276,10 +265,7 @@ def parse_request_status(status: Any) -> StatusReport | None:
     mapped, err = DELIVERY_STATUS[delivery["status"]]
     payload = status.get("payload")
     request_id = status.get("request_id")
-    try:
-        occurred = datetime.fromtimestamp(int(delivery["updated_at"]), UTC).replace(tzinfo=None)
-    except (KeyError, TypeError, ValueError, OverflowError, OSError):
-        occurred = None
+    occurred = utc_from_epoch(delivery.get("updated_at"))
     return StatusReport(
         channel=CHANNEL, status=mapped,
         # payload is our message_id (we set it); the request_id matches otherwise

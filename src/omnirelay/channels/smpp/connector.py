@@ -1,0 +1,270 @@
+"""A connector: the bind (or transmitter+receiver pair) to one SMSC account, kept up for as long as
+the channel runs, with its window, rate limit and throttling pause.
+
+Each bind is kept by its own task: connect, bind, enquire_link every interval, and on any loss
+reconnect with a doubling back-off (reconnect_min .. reconnect_max, with jitter so that many
+connectors do not stampede a recovering SMSC).
+
+Throttling (ESME_RTHROTTLED / ESME_RMSGQFUL) pauses the whole connector, since the SMSC meters the
+account and not the message: every part waiting to go out sleeps until the pause ends. A pause that
+starts while another is still running does not extend it, so a burst of throttled responses to one
+window counts once; only throttling after a pause has ended doubles the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from omnirelay.channels.smpp import pdu
+from omnirelay.channels.smpp.outcomes import THROTTLING, TRANSIENT
+from omnirelay.channels.smpp.ratelimit import TokenBucket
+from omnirelay.channels.smpp.session import LinkLost, SmppSession
+from omnirelay.channels.smpp.settings import ConnectorSettings
+
+log = logging.getLogger(__name__)
+
+DeliverHandler = Callable[["Connector", SmppSession, int, int, bytes], None]
+
+
+class BindRefused(ConnectionError):
+    def __init__(self, connector: str, status: int) -> None:
+        super().__init__(f"SMPP connector {connector!r}: the SMSC refused the bind with "
+                         f"{pdu.status_name(status)}")
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    command_status: int
+
+
+@dataclass(frozen=True, slots=True)
+class RetryLater:
+    after: float
+    reason: str
+
+
+PartOutcome = Accepted | Refused | RetryLater
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitFields:
+    """Everything of a submit_sm but the sequence number."""
+
+    source_addr: str
+    source_addr_ton: int
+    source_addr_npi: int
+    destination_addr: str
+    dest_addr_ton: int
+    dest_addr_npi: int
+    short_message: bytes
+    esm_class: int
+    data_coding: int
+    registered_delivery: int
+    service_type: str
+    validity_period: str
+
+    def build(self, sequence: int) -> bytes:
+        return pdu.encode_submit_sm(
+            sequence, source_addr=self.source_addr, source_addr_ton=self.source_addr_ton,
+            source_addr_npi=self.source_addr_npi, destination_addr=self.destination_addr,
+            dest_addr_ton=self.dest_addr_ton, dest_addr_npi=self.dest_addr_npi,
+            short_message=self.short_message, esm_class=self.esm_class, data_coding=self.data_coding,
+            registered_delivery=self.registered_delivery, service_type=self.service_type,
+            validity_period=self.validity_period)
+
+
+class Connector:
+    def __init__(self, settings: ConnectorSettings, on_deliver: DeliverHandler) -> None:
+        self.settings = settings
+        self.name = settings.name
+        self._on_deliver = on_deliver
+        transceiver = settings.bind == "transceiver"
+        self._roles: dict[str, pdu.Command] = (
+            {"trx": pdu.Command.BIND_TRANSCEIVER} if transceiver
+            else {"tx": pdu.Command.BIND_TRANSMITTER, "rx": pdu.Command.BIND_RECEIVER})
+        self._sender_role = "trx" if transceiver else "tx"
+        self._sessions: dict[str, SmppSession] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._bucket: TokenBucket | None = None
+        self._paused_until = 0.0
+        self._pause = 0.0
+        self._up = asyncio.Event()
+        self.last_error: str | None = None
+        self.submitted = 0
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.settings.rate_limit > 0:
+            self._bucket = TokenBucket(self.settings.rate_limit)
+        self._tasks = [asyncio.create_task(self._keep_bound(role, command), name=f"smpp-{self.name}-{role}")
+                       for role, command in self._roles.items()]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        sessions, self._sessions = list(self._sessions.values()), {}
+        await asyncio.gather(*(self._unbind(session) for session in sessions))
+        self._up.clear()
+
+    async def _unbind(self, session: SmppSession) -> None:
+        with contextlib.suppress(LinkLost, TimeoutError, OSError):
+            await session.request(lambda sequence: pdu.frame(pdu.Command.UNBIND, sequence), 1.0,
+                                  windowed=False)
+        session.close()
+
+    @property
+    def is_up(self) -> bool:
+        session = self._sessions.get(self._sender_role)
+        return session is not None and session.is_open
+
+    @property
+    def is_paused(self) -> bool:
+        return self._paused_until > asyncio.get_running_loop().time()
+
+    async def wait_up(self, within: float) -> None:
+        """For tests and start-up: wait until the sending bind is up."""
+        await asyncio.wait_for(self._up.wait(), within)
+
+    def drop_links(self) -> None:
+        """Abort every bind (they reconnect): what an operator's `reconnect` would do."""
+        for session in list(self._sessions.values()):
+            session.abort()
+
+    async def _keep_bound(self, role: str, command: pdu.Command) -> None:
+        settings = self.settings
+        delay = settings.reconnect_min
+        while True:
+            try:
+                session = await self._bind(role, command)
+            except (OSError, TimeoutError, BindRefused) as error:
+                self.last_error = str(error) or type(error).__name__
+                log.warning("SMPP connector %r (%s): %s; retrying in %.1fs", self.name, role,
+                            self.last_error, delay)
+            else:
+                delay = settings.reconnect_min
+                self.last_error = None
+                self._sessions[role] = session
+                if role == self._sender_role:
+                    self._up.set()
+                log.info("SMPP connector %r bound (%s) to %s:%d", self.name, role, settings.host,
+                         settings.port)
+                keepalive = asyncio.create_task(self._enquire_links(session))
+                try:
+                    await session.closed
+                finally:
+                    keepalive.cancel()
+                    if self._sessions.get(role) is session:
+                        del self._sessions[role]
+                    if role == self._sender_role:
+                        self._up.clear()
+                log.warning("SMPP connector %r (%s): link lost; reconnecting", self.name, role)
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, settings.reconnect_max)
+
+    async def _bind(self, role: str, command: pdu.Command) -> SmppSession:
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        context = settings.ssl_context()
+        _, session = await asyncio.wait_for(loop.create_connection(
+            lambda: SmppSession(self._on_request, window=settings.window, name=f"{self.name}/{role}"),
+            settings.host, settings.port, ssl=context), settings.bind_timeout)
+        bind = pdu.Bind(command, settings.system_id, settings.password, settings.system_type)
+        try:
+            status, _ = await session.request(lambda sequence: pdu.encode_bind(bind, sequence),
+                                              settings.bind_timeout, windowed=False)
+        except BaseException:
+            session.abort()
+            raise
+        if status != pdu.Status.ROK:
+            session.close()
+            raise BindRefused(self.name, status)
+        session.system_id = settings.system_id
+        session.bind_command = command
+        return session
+
+    async def _enquire_links(self, session: SmppSession) -> None:
+        interval = self.settings.enquire_link_interval
+        while session.is_open:
+            await asyncio.sleep(interval)
+            try:
+                await session.request(lambda sequence: pdu.frame(pdu.Command.ENQUIRE_LINK, sequence),
+                                      self.settings.response_timeout, windowed=False)
+            except (TimeoutError, LinkLost):
+                log.warning("SMPP connector %r: enquire_link unanswered; dropping the link", self.name)
+                session.abort()
+                return
+
+    def _on_request(self, session: SmppSession, command: int, sequence: int, frame: bytes) -> None:
+        if command in (pdu.Command.DELIVER_SM, pdu.Command.DATA_SM):
+            self._on_deliver(self, session, command, sequence, frame)
+        elif command == pdu.Command.ENQUIRE_LINK:
+            session.respond(pdu.Command.ENQUIRE_LINK_RESP, sequence)
+        elif command == pdu.Command.UNBIND:
+            session.respond(pdu.Command.UNBIND_RESP, sequence)
+            session.close()
+        else:
+            session.respond(pdu.Command.GENERIC_NACK, sequence, status=pdu.Status.RINVCMDID)
+
+    # --- sending -------------------------------------------------------------------------------
+
+    async def submit(self, fields: SubmitFields) -> PartOutcome:
+        """Submit one part, waiting out throttling pauses for at most `retry_within` seconds."""
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + settings.retry_within
+        while True:
+            session = self._sessions.get(self._sender_role)
+            if session is None or not session.is_open:
+                return RetryLater(settings.retry_after, "link down")
+            now = loop.time()
+            if self._paused_until > now:
+                if self._paused_until > deadline:
+                    return RetryLater(max(self._paused_until - now, 0.1), "throttled")
+                await asyncio.sleep(self._paused_until - now)
+                continue
+            if self._bucket is not None:
+                await self._bucket.acquire()
+            try:
+                status, frame = await session.request(fields.build, settings.response_timeout)
+            except TimeoutError:
+                return RetryLater(settings.retry_after, "no submit_sm_resp (the part may have been sent)")
+            except LinkLost:
+                return RetryLater(settings.retry_after, "link lost")
+            self.submitted += 1
+            if status == pdu.Status.ROK:
+                if self._paused_until <= loop.time():
+                    self._pause = 0.0
+                return Accepted(pdu.decode_message_id(frame))
+            if status in THROTTLING:
+                self._throttled()
+                if loop.time() >= deadline:
+                    return RetryLater(max(self._paused_until - loop.time(), 0.1), pdu.status_name(status))
+                continue
+            if status in TRANSIENT:
+                return RetryLater(settings.retry_after, pdu.status_name(status))
+            return Refused(status)
+
+    def _throttled(self) -> None:
+        now = asyncio.get_running_loop().time()
+        if self._paused_until > now:
+            return  # same episode: responses to submits already in flight when the pause began
+        settings = self.settings
+        self._pause = min(max(self._pause * 2, settings.throttle_pause_min), settings.throttle_pause_max)
+        self._paused_until = now + self._pause
+        log.info("SMPP connector %r throttled; pausing %.2fs", self.name, self._pause)
