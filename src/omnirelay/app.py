@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Mount, Router
 
 from omnirelay import __version__
-from omnirelay.api import messente
+from omnirelay.api import messente, twilio
 from omnirelay.api.errors import error_response
 from omnirelay.channels.base import HasWebhookRoutes
 from omnirelay.runtime import Runtime
@@ -58,6 +58,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool =
     app.state.error_formatters = []
     app.include_router(messente.build_router(), prefix="/v1")
     app.include_router(messente.build_router(), include_in_schema=False)
+    twilio.install(app, runtime)
 
     for name, provider in runtime.providers.items():
         if hasattr(provider, "routes"):

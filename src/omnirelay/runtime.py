@@ -20,6 +20,7 @@ from omnirelay.channels.sandbox import SandboxChannel
 from omnirelay.config import CHANNELS, Settings
 from omnirelay.core.reports import ReportContext, WebhookDraft, messente_dlr
 from omnirelay.core.secrets import SecretBox
+from omnirelay.core.twilio.callbacks import sign_status_callback, status_callbacks
 from omnirelay.core.timefmt import utcnow
 from omnirelay.engine.dispatcher import Dispatcher
 from omnirelay.engine.maintenance import Maintenance
@@ -71,8 +72,10 @@ class Runtime:
         self.box = SecretBox(settings.secret_key)
         self.report_builders: dict[str, Callable[[ReportContext], list[WebhookDraft]]] = {
             "messente": messente_dlr,
+            "twilio": status_callbacks,
         }
-        self.signers: dict[str, Signer] = dict(DEFAULT_SIGNERS)
+        # Every process that records statuses builds and signs callbacks, API or worker alike.
+        self.signers: dict[str, Signer] = {**DEFAULT_SIGNERS, "twilio": sign_status_callback}
         self.store = Store(self.db, self.box, self._build_reports)
         self.accounts = AccountCache(self.store)
         self.wakeup = Wakeup()

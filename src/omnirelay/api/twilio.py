@@ -1,0 +1,330 @@
+"""Twilio's Messages API under /2010-04-01: create, fetch, list, update (cancel, redact), delete.
+
+As the official `twilio` SDKs send and parse it (shared/reference/twilio-api.md): form-encoded
+requests, HTTP Basic AccountSid:AuthToken, RFC 2822 dates, errors as
+`{"code","message","more_info","status"}`. The rules live in omnirelay.core.twilio; this module
+is HTTP and the store. Like the Messente surface, handlers return ready Responses.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from fastapi import APIRouter, FastAPI, Request
+from starlette.responses import Response
+
+from omnirelay.api.auth import authenticate_twilio, basic_credentials
+from omnirelay.api.requests import BodyError, read_body
+from omnirelay.core.omnimessage import PRIORITIES
+from omnirelay.core.timefmt import utcnow
+from omnirelay.core.twilio.callbacks import KIND, sign_status_callback, status_callbacks
+from omnirelay.core.twilio.create import (
+    CreateRequest,
+    Form,
+    ScheduleWindow,
+    first,
+    parse_create,
+    twilio_error_for_sms,
+)
+from omnirelay.core.twilio.errors import (
+    TwilioError,
+    authentication_error,
+    for_http_status,
+    invalid_parameter,
+    not_found,
+    twilio_error,
+)
+from omnirelay.core.twilio.listing import page_body, parse_list_query
+from omnirelay.core.twilio.resource import (
+    PREFIX,
+    TwilioStatus,
+    message_resource,
+    message_status,
+    messages_uri,
+    omnimessage_id,
+)
+from omnirelay.core.validation import RequestError
+from omnirelay.runtime import Runtime
+from omnirelay.store.queries import Account, AttemptView, NewAttempt, NewOmnimessage, OmnimessageView
+
+SURFACE = "twilio"
+MESSAGES = PREFIX + "/Accounts/{account_sid}/Messages.json"
+MESSAGE = PREFIX + "/Accounts/{account_sid}/Messages/{sid}.json"
+MEDIA = PREFIX + "/Accounts/{account_sid}/Messages/{sid}/Media.json"
+FORM = "application/x-www-form-urlencoded"
+# Once sent, a message's body is not needed to deliver it: it may be redacted from then on.
+UNSENT_STATES = frozenset({"waiting", "due", "sending"})
+
+_CREATE_FIELDS: dict[str, Any] = {
+    "To": {"type": "string", "example": "+15558675310"},
+    "From": {"type": "string", "example": "+15017122661",
+             "description": "E.164 number, short code or alphanumeric sender ID"},
+    "Body": {"type": "string", "maxLength": 1600},
+    "StatusCallback": {"type": "string", "format": "uri"},
+    "ValidityPeriod": {"type": "integer", "minimum": 1, "maximum": 36000},
+    "ScheduleType": {"type": "string", "enum": ["fixed"]},
+    "SendAt": {"type": "string", "format": "date-time"},
+    "SmartEncoded": {"type": "boolean"},
+    "ContentRetention": {"type": "string", "enum": ["retain", "discard"]},
+}
+_CREATE_DOC: dict[str, Any] = {"requestBody": {"required": True, "content": {FORM: {"schema": {
+    "type": "object", "required": ["To", "From", "Body"], "properties": _CREATE_FIELDS}}}}}
+_LIST_DOC: dict[str, Any] = {"parameters": [
+    {"name": name, "in": "query", "required": False, "schema": schema}
+    for name, schema in (
+        ("To", {"type": "string"}), ("From", {"type": "string"}),
+        ("DateSent", {"type": "string", "description": "YYYY-MM-DD or a date-time"}),
+        ("DateSent<", {"type": "string", "description": "sent on or before"}),
+        ("DateSent>", {"type": "string", "description": "sent on or after"}),
+        ("PageSize", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}),
+        ("Page", {"type": "integer", "minimum": 0}), ("PageToken", {"type": "string"}))]}
+_UPDATE_DOC: dict[str, Any] = {"requestBody": {"content": {FORM: {"schema": {
+    "type": "object", "properties": {
+        "Status": {"type": "string", "enum": ["canceled"]},
+        "Body": {"type": "string", "description": "only \"\", which redacts the body"}}}}}}}
+
+
+def install(app: FastAPI, runtime: Runtime, *, window: ScheduleWindow | None = None) -> None:
+    """Serve the Twilio surface on `app`, with Twilio-format errors under /2010-04-01."""
+    register(runtime)
+    app.include_router(build_router(window or ScheduleWindow()))
+    app.state.error_formatters.append((PREFIX, twilio_formatter))
+
+
+def register(runtime: Runtime) -> None:
+    """The status callbacks. Every process that records statuses needs this, including
+    `omnirelay worker` processes, which build no app."""
+    runtime.report_builders[SURFACE] = status_callbacks
+    runtime.signers[KIND] = sign_status_callback
+
+
+def error_response(error: TwilioError) -> Response:
+    headers = {"WWW-Authenticate": 'Basic realm="Twilio API"'} if error.status == 401 else None
+    return Response(orjson.dumps(error.body()), status_code=error.status,
+                    media_type="application/json", headers=headers)
+
+
+def twilio_formatter(request: Request, status: int, detail: str) -> Response:
+    return error_response(for_http_status(status, request.url.path, detail))
+
+
+def json_response(status: int, body: Any) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+Handler = Callable[[], Awaitable[Response]]
+
+
+async def answer(handler: Handler) -> Response:
+    try:
+        return await handler()
+    except TwilioError as error:
+        return error_response(error)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    runtime: Runtime
+    account: Account
+
+
+async def authorize(request: Request, account_sid: str) -> Context:
+    runtime: Runtime = request.app.state.runtime
+    header = request.headers.get("authorization")
+    account = await authenticate_twilio(runtime.accounts, header)
+    if account is None:
+        raise authentication_error(basic_credentials(header) is not None)
+    if account.twilio_account_sid != account_sid:
+        # Another account's resources do not exist for this one.
+        raise not_found(request.url.path)
+    return Context(runtime, account)
+
+
+async def read_form(request: Request, limit: int) -> Form:
+    """The form fields. Twilio ignores a body of any other type (a JSON body makes To look
+    missing, 21604), and so do we."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    try:
+        body = await read_body(request, limit)
+    except BodyError as exc:
+        raise invalid_parameter(exc.detail) from None
+    if content_type != FORM:
+        return {}
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise invalid_parameter("the form is not valid UTF-8") from None
+    form: dict[str, list[str]] = {}
+    for name, value in parse_qsl(text, keep_blank_values=True):
+        form.setdefault(name, []).append(value)
+    return form
+
+
+async def load(ctx: Context, request: Request, sid: str) -> OmnimessageView:
+    found = omnimessage_id(sid)
+    view = None if found is None else await ctx.runtime.store.omnimessage(ctx.account.id, found)
+    if view is None or view.surface != SURFACE or not view.attempts:
+        raise not_found(request.url.path)
+    return view
+
+
+def new_omnimessage(account: Account, parsed: CreateRequest) -> NewOmnimessage:
+    omnimessage_id = str(uuid.uuid4())
+    content = {"text": parsed.body, "autoconvert": parsed.autoconvert}
+    return NewOmnimessage(
+        id=omnimessage_id, account_id=account.id, surface=SURFACE, to=parsed.to,
+        priority=PRIORITIES["regular"], time_to_send=parsed.send_at, dlr_url=None,
+        # nostore forgets the body once the message has its outcome.
+        text_store="nostore" if parsed.discard_content else "plaintext",
+        attempts=(NewAttempt(str(uuid.uuid4()), 0, "sms", parsed.from_, content,
+                             parsed.validity_seconds),),
+        extra={
+            "from": parsed.from_,
+            "status_callback": parsed.status_callback,
+            # The callbacks are built inside the store's transaction, from stored facts only.
+            "account_sid": account.twilio_account_sid,
+            "num_segments": parsed.segments,
+        },
+    )
+
+
+def accepted_view(message: NewOmnimessage, now: datetime) -> OmnimessageView:
+    """The resource of a message just accepted, without reading it back."""
+    attempt = message.attempts[0]
+    return OmnimessageView(
+        id=message.id, account_id=message.account_id, surface=message.surface, to=message.to,
+        state="accepted", priority=message.priority, time_to_send=message.time_to_send,
+        dlr_url=None, text_store=message.text_store, extra=message.extra, created_at=now,
+        updated_at=now, attempts=(AttemptView(
+            message_id=attempt.message_id, seq=0, channel=attempt.channel, sender=attempt.sender,
+            to=message.to, content=attempt.content, state="due", status=None, err=None,
+            error=None, parts_count=None, sent_at=None, updated_at=now),),
+    )
+
+
+def build_router(window: ScheduleWindow) -> APIRouter:
+    router = APIRouter(tags=["Twilio Messages"])
+
+    @router.post(MESSAGES, status_code=201, summary="Send a message (Twilio)",
+                 openapi_extra=_CREATE_DOC)
+    async def create_message(account_sid: str, request: Request) -> Response:
+        async def handle() -> Response:
+            ctx = await authorize(request, account_sid)
+            form = await read_form(request, ctx.runtime.settings.max_body_bytes)
+            now = utcnow()
+            message = new_omnimessage(ctx.account, parse_create(form, now=now, window=window))
+            try:
+                message = ctx.runtime.validate_sms(message)
+            except RequestError as exc:
+                raise twilio_error_for_sms(exc) from None
+            await ctx.runtime.accept([message])
+            return json_response(201, message_resource(
+                accepted_view(message, now), ctx.account.twilio_account_sid, now))
+
+        return await answer(handle)
+
+    @router.get(MESSAGES, summary="List messages, newest first (Twilio)",
+                openapi_extra=_LIST_DOC)
+    async def list_messages(account_sid: str, request: Request) -> Response:
+        async def handle() -> Response:
+            ctx = await authorize(request, account_sid)
+            now = utcnow()
+            query = parse_list_query(request.query_params.multi_items(), now)
+            views = await ctx.runtime.store.list_omnimessages(
+                ctx.account.id, surface=SURFACE, to=query.to, sender=query.from_,
+                sent_after=query.sent_after, sent_before=query.sent_before,
+                offset=query.offset, limit=query.page_size + 1)
+            records = [message_resource(v, account_sid, now)
+                       for v in views[:query.page_size] if v.attempts]
+            return json_response(200, page_body(messages_uri(account_sid), query, records,
+                                                has_more=len(views) > query.page_size))
+
+        return await answer(handle)
+
+    @router.get(MESSAGE, summary="Fetch a message (Twilio)")
+    async def fetch_message(account_sid: str, sid: str, request: Request) -> Response:
+        async def handle() -> Response:
+            ctx = await authorize(request, account_sid)
+            view = await load(ctx, request, sid)
+            return json_response(200, message_resource(view, account_sid, utcnow()))
+
+        return await answer(handle)
+
+    @router.post(MESSAGE, summary="Cancel a scheduled message (Status=canceled) or redact its "
+                                  "body (Body=\"\") (Twilio)", openapi_extra=_UPDATE_DOC)
+    async def update_message(account_sid: str, sid: str, request: Request) -> Response:
+        async def handle() -> Response:
+            ctx = await authorize(request, account_sid)
+            view = await load(ctx, request, sid)
+            form = await read_form(request, ctx.runtime.settings.max_body_bytes)
+            status = first(form, "Status")
+            body = form.get("Body")
+            if status is not None and status != TwilioStatus.CANCELED:
+                raise invalid_parameter(f"Status can only be set to canceled, not {status!r}")
+            if body is not None and body[0] != "":
+                raise invalid_parameter("Body can only be set to an empty string, which redacts "
+                                        "the message")
+            if status is not None:
+                await cancel(ctx, view)
+            if body is not None:
+                await redact(ctx, request, sid)
+            if status is not None or body is not None:
+                view = await load(ctx, request, sid)
+            return json_response(200, message_resource(view, account_sid, utcnow()))
+
+        return await answer(handle)
+
+    @router.delete(MESSAGE, status_code=204, summary="Delete a finished message (Twilio)")
+    async def delete_message(account_sid: str, sid: str, request: Request) -> Response:
+        async def handle() -> Response:
+            ctx = await authorize(request, account_sid)
+            view = await load(ctx, request, sid)
+            if not await ctx.runtime.store.delete_omnimessage(ctx.account.id, view.id):
+                raise twilio_error(20009)  # queued, scheduled or awaiting its receipt
+            return Response(status_code=204)
+
+        return await answer(handle)
+
+    @router.get(MEDIA, summary="A message's media: always none, omnirelay sends SMS (Twilio)")
+    async def list_media(account_sid: str, sid: str, request: Request) -> Response:
+        async def handle() -> Response:
+            ctx = await authorize(request, account_sid)
+            await load(ctx, request, sid)
+            uri = request.url.path + "?PageSize=50&Page=0"
+            return json_response(200, {
+                "end": 0, "first_page_uri": uri, "media_list": [], "next_page_uri": None,
+                "page": 0, "page_size": 50, "previous_page_uri": None, "start": 0, "uri": uri})
+
+        return await answer(handle)
+
+    return router
+
+
+async def cancel(ctx: Context, view: OmnimessageView) -> None:
+    attempt = view.attempts[0]
+    now = utcnow()
+    shown = message_status(attempt.state, attempt.status, attempt.err,
+                           was_sent=attempt.sent_at is not None, send_at=view.time_to_send,
+                           now=now)
+    # Only a scheduled message can be canceled, as on Twilio; runtime.cancel settles the race
+    # with a dispatcher claiming it at SendAt.
+    if shown.status != TwilioStatus.SCHEDULED or not await ctx.runtime.cancel(ctx.account.id,
+                                                                              view.id):
+        raise twilio_error(30409)
+
+
+async def redact(ctx: Context, request: Request, sid: str) -> None:
+    view = await load(ctx, request, sid)  # after a cancel in the same request
+    if view.attempts[0].state in UNSENT_STATES:
+        raise TwilioError(20009, "Cannot redact the body of a message before it is sent; "
+                                 "cancel it first if it is scheduled", 400)
+    await ctx.runtime.store.forget_content(ctx.account.id, view.id, utcnow())
+
+
+__all__ = ["install", "register", "twilio_formatter"]
