@@ -20,8 +20,8 @@ from omnirelay.channels.sandbox import SandboxChannel
 from omnirelay.config import CHANNELS, Settings
 from omnirelay.core.reports import ReportContext, WebhookDraft, messente_dlr
 from omnirelay.core.secrets import SecretBox
-from omnirelay.core.twilio.callbacks import sign_status_callback, status_callbacks
 from omnirelay.core.timefmt import utcnow
+from omnirelay.core.twilio.callbacks import sign_status_callback, status_callbacks
 from omnirelay.engine.dispatcher import Dispatcher
 from omnirelay.engine.maintenance import Maintenance
 from omnirelay.engine.sink import EngineSink
