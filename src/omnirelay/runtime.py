@@ -87,7 +87,6 @@ class Runtime:
         self.channels: dict[str, Channel] = {
             name: self.providers[settings.provider_for(name)] for name in CHANNELS
         }
-        self.sms_validators: list[Callable[[NewOmnimessage], NewOmnimessage]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self.dispatcher: Dispatcher | None = None
@@ -126,11 +125,6 @@ class Runtime:
 
     async def cancel(self, account_id: int, omnimessage_id: str) -> bool:
         return await self.store.cancel(account_id, omnimessage_id, utcnow())
-
-    def validate_sms(self, message: NewOmnimessage) -> NewOmnimessage:
-        for validator in self.sms_validators:
-            message = validator(message)
-        return message
 
     # lifecycle -----------------------------------------------------------------------------
 

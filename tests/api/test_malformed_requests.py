@@ -91,6 +91,8 @@ CASES: list[tuple[str, Any, str, str | None]] = [
     ("impossible date", body(time_to_send="2030-02-30T10:00:00"), "105", "time_to_send"),
     ("unknown top-level field", body(extra=1), "105", "extra"),
     ("body is an array", [body()], "105", None),
+    ("sms needs too many parts", {"to": TO, "messages": [{"channel": "sms", "text": "x" * 3100}]},
+     "105", "messages[0].text"),
     ("sender too long", {"to": TO, "messages": [{**SMS, "sender": "x" * 65}]}, "105",
      "messages[0].sender"),
 ]

@@ -16,7 +16,12 @@ from starlette.responses import Response
 from omnirelay.api.auth import authenticate_api_user
 from omnirelay.api.errors import error_item, error_response, unauthorized
 from omnirelay.api.requests import BodyError, read_json
-from omnirelay.core.omnimessage import OmnimessageRequest, parse_omnimessage, plan_attempts
+from omnirelay.core.omnimessage import (
+    OmnimessageRequest,
+    check_sms_fits,
+    parse_omnimessage,
+    plan_attempts,
+)
 from omnirelay.core.timefmt import messente_timestamp
 from omnirelay.core.validation import RequestError
 from omnirelay.runtime import Runtime
@@ -59,7 +64,8 @@ async def account_of(request: Request) -> Account | None:
 
 
 def new_omnimessage(runtime: Runtime, account: Account, parsed: OmnimessageRequest,
-                    ) -> NewOmnimessage:
+                    path: str = "") -> NewOmnimessage:
+    check_sms_fits(parsed, runtime.settings.engine.max_sms_parts, path)
     planned = plan_attempts(parsed, default_sender=account.default_sender,
                             default_validity_seconds=runtime.settings.engine.default_validity_seconds)
     return NewOmnimessage(
@@ -107,8 +113,7 @@ def build_router() -> APIRouter:
             return unauthorized()
         try:
             body = await read_json(request, runtime.settings.max_body_bytes)
-            message = runtime.validate_sms(new_omnimessage(runtime, account,
-                                                           parse_omnimessage(body)))
+            message = new_omnimessage(runtime, account, parse_omnimessage(body))
         except BodyError as exc:
             return error_response("105", exc.detail, exc.source)
         except RequestError as exc:
@@ -141,8 +146,8 @@ def build_router() -> APIRouter:
         accepted: list[NewOmnimessage] = []
         for index, item in enumerate(items):
             try:
-                message = runtime.validate_sms(new_omnimessage(
-                    runtime, account, parse_omnimessage(item, f"messages[{index}]")))
+                path = f"messages[{index}]"
+                message = new_omnimessage(runtime, account, parse_omnimessage(item, path), path)
             except RequestError as exc:
                 results.append({"errors": [error_item(exc.code, exc.detail, exc.source)]})
                 continue

@@ -30,7 +30,6 @@ from omnirelay.core.twilio.create import (
     ScheduleWindow,
     first,
     parse_create,
-    twilio_error_for_sms,
 )
 from omnirelay.core.twilio.errors import (
     TwilioError,
@@ -49,7 +48,6 @@ from omnirelay.core.twilio.resource import (
     messages_uri,
     omnimessage_id,
 )
-from omnirelay.core.validation import RequestError
 from omnirelay.runtime import Runtime
 from omnirelay.store.queries import Account, AttemptView, NewAttempt, NewOmnimessage, OmnimessageView
 
@@ -219,10 +217,6 @@ def build_router(window: ScheduleWindow) -> APIRouter:
             form = await read_form(request, ctx.runtime.settings.max_body_bytes)
             now = utcnow()
             message = new_omnimessage(ctx.account, parse_create(form, now=now, window=window))
-            try:
-                message = ctx.runtime.validate_sms(message)
-            except RequestError as exc:
-                raise twilio_error_for_sms(exc) from None
             await ctx.runtime.accept([message])
             return json_response(201, message_resource(
                 accepted_view(message, now), ctx.account.twilio_account_sid, now))

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from omnirelay.channels.base import ChannelSink, OutboundMessage, SendResult, StatusReport
+from omnirelay.core.sms import count_segments
 from omnirelay.core.statuses import Err, Status
 from omnirelay.core.timefmt import utcnow
 
@@ -54,6 +55,17 @@ def outcome_for(channel: str, to: str) -> Outcome:
     return rule[0] if channel in CHAT_CHANNELS else rule[1]
 
 
+def _parts(message: OutboundMessage) -> int:
+    if message.channel != "sms":
+        return 1
+    try:
+        return count_segments(message.content.get("text", ""),
+                              autoconvert=message.content.get("autoconvert", "on"),
+                              udh_hex=message.content.get("udh"))
+    except ValueError:
+        return 1
+
+
 class SandboxChannel:
     name = "sandbox"
 
@@ -86,7 +98,7 @@ class SandboxChannel:
                 results.append(SendResult(message.message_id, status=outcome.status,
                                           err=outcome.err))
                 continue
-            results.append(SendResult(message.message_id))
+            results.append(SendResult(message.message_id, parts_count=_parts(message)))
             if outcome.status is not None:
                 later.append(StatusReport(channel=message.channel, status=outcome.status,
                                           message_id=message.message_id, err=outcome.err))

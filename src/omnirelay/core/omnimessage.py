@@ -17,6 +17,7 @@ from typing import Any
 import phonenumbers
 
 from omnirelay.core import validation as v
+from omnirelay.core.sms import count_segments
 from omnirelay.core.timefmt import parse_iso8601
 
 PRIORITIES = {"high": 0, "regular": 1, "low": 2}
@@ -120,6 +121,22 @@ def _valid_e164(compact: str) -> str | None:
     if not phonenumbers.is_valid_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def check_sms_fits(request: OmnimessageRequest, max_parts: int, path: str = "") -> None:
+    """Refuse SMS texts that would need more than `max_parts` parts, before anything is stored."""
+    for index, variant in enumerate(request.variants):
+        if variant.channel != "sms":
+            continue
+        source = v.join(v.join(v.join(path, "messages"), index), "text")
+        try:
+            parts = count_segments(variant.content["text"],
+                                   autoconvert=variant.content.get("autoconvert", "on"),
+                                   udh_hex=variant.content.get("udh"))
+        except ValueError as exc:
+            v.fail(source, f"{source} cannot be encoded as SMS: {exc}")
+        if parts > max_parts:
+            v.fail(source, f"{source} needs {parts} SMS parts; at most {max_parts} are allowed")
 
 
 def plan_attempts(

@@ -18,7 +18,7 @@ from omnirelay.core import validation
 from omnirelay.core.omnimessage import parse_phone_number
 from omnirelay.core.sms import count_segments
 from omnirelay.core.twilio.dates import parse_moment
-from omnirelay.core.twilio.errors import TwilioError, invalid_parameter, twilio_error
+from omnirelay.core.twilio.errors import invalid_parameter, twilio_error
 
 Form = Mapping[str, Sequence[str]]
 
@@ -227,14 +227,4 @@ def _schedule(schedule_type: str | None, send_at: str | None, now: datetime,
     if not timedelta(seconds=window.min_seconds) <= ahead <= timedelta(seconds=window.max_seconds):
         raise twilio_error(35114, minimum=window.min_seconds, maximum=window.max_seconds)
     return moment
-
-
-def twilio_error_for_sms(exc: validation.RequestError) -> TwilioError:
-    """A refusal from the runtime's SMS validators (e.g. too many parts), in Twilio's terms."""
-    source = exc.source or ""
-    if source.endswith("text"):
-        return twilio_error(21617)
-    if source.endswith("sender"):
-        return TwilioError(21212, exc.detail, 400)
-    return invalid_parameter(exc.detail)
 
