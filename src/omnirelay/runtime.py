@@ -47,7 +47,9 @@ def _sandbox(_table: Mapping[str, Any], settings: Settings, _name: str) -> Chann
 
 def _http_provider(create: Callable[..., Channel]) -> ChannelFactory:
     def factory(table: Mapping[str, Any], settings: Settings, name: str) -> Channel:
-        return create(table, name=name, public_url=settings.base_url)
+        # Only a configured public_url: the loopback default would hand upstreams an address
+        # they cannot call back, and they would stay silent rather than fail.
+        return create(table, name=name, public_url=settings.public_url)
 
     return factory
 

@@ -179,3 +179,14 @@ async def test_secrets_are_encrypted_at_rest(runtime: Runtime) -> None:
     assert "very-secret-password" not in stored[0][0]
     assert (await runtime.store.account_by_id(account.id)).api_password == "very-secret-password"  # type: ignore[union-attr]
     assert "very-secret-password" not in repr(account)
+
+
+async def test_a_report_from_another_channel_is_ignored(runtime: Runtime) -> None:
+    account = await create_account(runtime)
+    await accept(runtime, account, 1)
+    mid = (await runtime.store.claim_due_attempts("w", 10, 30, utcnow()))[0].message_id
+    await runtime.store.record_send_outcomes("w", [SendOutcome(mid)], {mid: "sms"}, utcnow())
+    await runtime.store.apply_reports([Report("whatsapp", "FAILED", message_id=mid)], utcnow())
+    assert await rows(runtime, attempts.c.state, attempts.c.status) == [("sent", None)]
+    await runtime.store.apply_reports([Report("sms", "DELIVRD", message_id=mid)], utcnow())
+    assert await rows(runtime, attempts.c.state, attempts.c.status) == [("done", "DELIVRD")]

@@ -9,6 +9,7 @@ with a few executemany statements, however many reports the batch holds.
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +29,8 @@ from omnirelay.store.tables import (
     unmatched_reports,
     webhooks,
 )
+
+log = logging.getLogger(__name__)
 
 ReportBuilder = Callable[[ReportContext], list[WebhookDraft]]
 
@@ -91,8 +94,14 @@ class StatusWriter:
                              lock=True)
         for report in resolved:
             row = rows.get(report.message_id or "")
-            if row is not None:
-                self._transition(row, report)
+            if row is None:
+                continue
+            if row["channel"] != report.channel:
+                # An upstream may only speak for its own channel's attempts.
+                log.warning("ignored a %s report naming a %s attempt", report.channel,
+                            row["channel"])
+                continue
+            self._transition(row, report)
 
     def sent(self, ids: Sequence[str]) -> None:
         """The upstream accepted these attempts: surfaces that report it (Twilio's `sent`) get an
