@@ -212,7 +212,10 @@ class SmppChannel:
                     reports.append(report)
             else:
                 item = read_inbound(delivery.connector.name, message, now)
-                (fragments if isinstance(item, InboundFragment) else messages).append(item)  # type: ignore[arg-type]
+                if isinstance(item, InboundFragment):
+                    fragments.append(item)
+                else:
+                    messages.append(item)
         try:
             if reports:
                 await self._sink.report_statuses(reports)

@@ -1,0 +1,109 @@
+"""Throttling, dropped links, routing with failover: every message still gets a result."""
+
+from __future__ import annotations
+
+import asyncio
+
+from omnirelay.core.statuses import Err, Status
+from omnirelay.smsc import SmscSimulator
+from tests.smpp.support import RecordingSink, connector, make_channel, send_until_done, sms
+
+
+async def test_throttling_slows_the_connector_and_everything_goes_out(sink: RecordingSink) -> None:
+    async with SmscSimulator(port=0, receipt_delay=0.01, throttle_fraction=0.2, queue_full_fraction=0.05,
+                             seed=7) as smsc:
+        channel = make_channel(connector("a", smsc.port, retry_within=5.0))
+        await channel.start(sink)
+        try:
+            await channel.wait_ready(5)
+            batch = [sms(f"+3725551{i:04d}") for i in range(300)]
+            results = await send_until_done(channel, batch)
+            assert all(r.status is None and len(r.provider_refs) == 1 for r in results.values())
+            assert smsc.stats.throttled > 0 and smsc.stats.queue_full > 0
+            assert smsc.stats.submitted == 300
+            refs = {r.provider_refs[0] for r in results.values()}
+            await sink.wait_for(lambda: refs <= set(sink.by_ref()))
+        finally:
+            await channel.stop()
+
+
+async def test_rate_throttling_pauses_then_reports_retry_after(sink: RecordingSink) -> None:
+    async with SmscSimulator(port=0, throttle_rate=50) as smsc:
+        channel = make_channel(connector("a", smsc.port, retry_within=0.0, throttle_pause_min=0.5,
+                                         throttle_pause_max=1.0))
+        await channel.start(sink)
+        try:
+            await channel.wait_ready(5)
+            results = await channel.send([sms(f"+3725552{i:04d}") for i in range(120)])
+            later = [r for r in results if r.retry_after is not None]
+            assert later and all(r.retry_after > 0 for r in later)
+            assert channel.connectors["a"].is_paused
+        finally:
+            await channel.stop()
+
+
+async def test_link_dropped_mid_load_reconnects_and_nothing_is_lost(sink: RecordingSink) -> None:
+    async with SmscSimulator(port=0, receipt_delay=0.01, drop_after=250) as smsc:
+        channel = make_channel(connector("a", smsc.port, window=20))
+        await channel.start(sink)
+        try:
+            await channel.wait_ready(5)
+            batch = [sms(f"+3725553{i:04d}", "y" * 200) for i in range(400)]  # two parts each
+            results = await send_until_done(channel, batch, within=60)
+            assert len(results) == 400
+            assert all(r.status is None and len(r.provider_refs) == 2 for r in results.values())
+            assert smsc.stats.drops > 0
+            refs = {ref for r in results.values() for ref in r.provider_refs}
+            await sink.wait_for(lambda: refs <= set(sink.by_ref()), within=30)
+        finally:
+            await channel.stop()
+
+
+async def test_drop_on_command(sink: RecordingSink) -> None:
+    async with SmscSimulator(port=0, receipt_delay=0.01) as smsc:
+        channel = make_channel(connector("a", smsc.port))
+        await channel.start(sink)
+        try:
+            await channel.wait_ready(5)
+            assert smsc.drop_links() == 1
+            results = await send_until_done(channel, [sms("+37255540001")])
+            assert [len(r.provider_refs) for r in results.values()] == [1]
+            assert smsc.stats.binds == 2
+        finally:
+            await channel.stop()
+
+
+async def test_routing_by_prefix_with_failover(sink: RecordingSink) -> None:
+    async with SmscSimulator(port=0) as first, SmscSimulator(port=0) as second:
+        channel = make_channel(
+            connector("a", first.port), connector("b", second.port),
+            routes=[{"prefix": "+372", "connectors": ["a", "b"]}, {"prefix": "+44", "connectors": ["b"]}])
+        await channel.start(sink)
+        try:
+            await channel.wait_ready(5)
+            results = await channel.send([sms("+37255550001"), sms("+447700900001")])
+            assert all(r.status is None for r in results)
+            assert [s.destination_addr for s in first.submissions] == ["37255550001"]
+            assert [s.destination_addr for s in second.submissions] == ["447700900001"]
+
+            [unroutable] = await channel.send([sms("+15551234567")])
+            assert (unroutable.status, unroutable.err) == (Status.REJECTD, Err.UNROUTABLE)
+
+            await first.stop()  # connector a goes down: +372 fails over to b
+            for _ in range(200):
+                if not channel.connectors["a"].is_up:
+                    break
+                await asyncio.sleep(0.01)
+            [moved] = await channel.send([sms("+37255550002")])
+            assert moved.status is None and moved.provider_refs[0].startswith("esme1@127.0.0.1:")
+            assert second.submissions[-1].destination_addr == "37255550002"
+
+            await second.stop()  # every connector of the route is down: come back later
+            for _ in range(200):
+                if not channel.connectors["b"].is_up:
+                    break
+                await asyncio.sleep(0.01)
+            [later] = await channel.send([sms("+37255550003")])
+            assert later.retry_after is not None and later.status is None
+        finally:
+            await channel.stop()
