@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -293,6 +294,59 @@ def account_set(
     finally:
         runtime.close()
     console.print(f"account {name} updated")
+
+
+@app.command()
+def smsc(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="SMPP port.")] = 2775,
+    control_port: Annotated[int, typer.Option(
+        help="HTTP control API port (inject inbound, drop links, stats); 0 for none.")] = 2776,
+    user: Annotated[list[str] | None, typer.Option(
+        help="SYSTEM_ID:PASSWORD allowed to bind (repeatable); none means any bind is accepted.")
+    ] = None,
+    rule: Annotated[list[str] | None, typer.Option(
+        help="Outcome rule, e.g. 997=UNDELIV or ^+44=reject:RINVDSTADR (repeatable); replaces "
+             "the defaults.")] = None,
+    receipt_delay: Annotated[float, typer.Option(help="Seconds before a receipt.")] = 0.2,
+    id_format: Annotated[str, typer.Option(help="hex, dec or hex-dec message ids.")] = "hex",
+    throttle_rate: Annotated[float, typer.Option(
+        help="Answer ESME_RTHROTTLED above this many submits/s (0: never).")] = 0.0,
+    throttle_fraction: Annotated[float, typer.Option(
+        help="Answer ESME_RTHROTTLED to this share of submits.")] = 0.0,
+    drop_after: Annotated[int | None, typer.Option(
+        help="Drop each link on its Nth submit_sm.")] = None,
+) -> None:
+    """Run the SMSC simulator: an SMPP 3.4 server for development and tests."""
+    from omnirelay.smsc import DEFAULT_RULES, parse_rule
+    from omnirelay.smsc import main as run_simulator
+
+    users = None
+    if user:
+        users = {}
+        for entry in user:
+            system_id, colon, password = entry.partition(":")
+            if not colon:
+                err_console.print(f"[red]--user {entry!r}: expected SYSTEM_ID:PASSWORD[/red]")
+                raise typer.Exit(2)
+            users[system_id] = password
+    try:
+        rules = tuple(parse_rule(r) for r in rule) if rule else DEFAULT_RULES
+    except ValueError as exc:
+        err_console.print(f"[red]--rule: {exc}[/red]")
+        raise typer.Exit(2) from None
+    if id_format not in {"hex", "dec", "hex-dec"}:
+        err_console.print("[red]--id-format must be hex, dec or hex-dec[/red]")
+        raise typer.Exit(2)
+    logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console.print(f"SMSC simulator on {host}:{port}"
+                  + (f", control API on http://{host}:{control_port}" if control_port else ""))
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_simulator(
+            host, port, control_port or None, users=users, rules=rules,
+            receipt_delay=receipt_delay, id_format=id_format,  # type: ignore[arg-type]
+            throttle_fraction=throttle_fraction, throttle_rate=throttle_rate,
+            drop_after=drop_after))
 
 
 def main() -> None:

@@ -57,9 +57,12 @@ def _http_provider(create: Callable[..., Channel]) -> ChannelFactory:
 def provider_factories() -> dict[str, ChannelFactory]:
     """Provider type -> how to build it from its [providers.NAME] table. A table's `type`
     defaults to its NAME, so `[providers.whatsapp_cloud]` needs no `type`."""
-    from omnirelay.channels import telegram, viber, whatsapp
+    from omnirelay.channels import smpp, telegram, viber, whatsapp
 
-    factories: dict[str, ChannelFactory] = {"sandbox": _sandbox}
+    factories: dict[str, ChannelFactory] = {
+        "sandbox": _sandbox,
+        "smpp": lambda table, _settings, _name: smpp.create_channel(table),
+    }
     for module in (whatsapp, viber, telegram):
         for kind in module.PROVIDERS:
             factories[kind] = _http_provider(module.create_channel)
