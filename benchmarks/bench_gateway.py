@@ -206,6 +206,16 @@ async def main(args: argparse.Namespace) -> None:
         f'database_url = "{database_url}"\nlog_level = "warning"\nport = {port}\n'
         f"[sandbox]\ndelay_ms = {args.sandbox_delay_ms}\n"
         f"[engine]\nbatch_size = {args.batch_size}\n")
+    smsc = None
+    if args.smpp:
+        smsc_port = free_port()
+        smsc = subprocess.Popen([sys.executable, "-m", "omnirelay.cli", "smsc", "--port", str(smsc_port),
+                                 "--control-port", "0", "--receipt-delay", "0.01"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with config.open("a") as out:
+            out.write(f'[channels]\nsms = "smpp"\n[providers.smpp]\nconnectors = [{{name = "sim", '
+                      f'host = "127.0.0.1", port = {smsc_port}, system_id = "bench", window = 64}}]\n')
+        await asyncio.sleep(1.5)
     account = json.loads(omnirelay(config, "account", "create", "bench", "--json", "--dlr-url",
                                    f"http://127.0.0.1:{receiver.port}/dlr").stdout)
     auth = base64.b64encode(f"{account['api_username']}:{account['api_password']}".encode()).decode()
@@ -232,7 +242,7 @@ async def main(args: argparse.Namespace) -> None:
                 await asyncio.sleep(0.1)
         print(f"omnirelay benchmark: db={args.db} n={args.n} concurrency={args.concurrency} "
               f"sandbox_delay_ms={args.sandbox_delay_ms} api_processes={args.api_processes} "
-              f"worker_processes={args.worker_processes} "
+              f"worker_processes={args.worker_processes} smpp={args.smpp} "
               f"cpus={os.cpu_count()}")
         if args.scheduled:
             await scheduled_memory(port, auth, args, gateway.pid)
@@ -288,6 +298,9 @@ async def main(args: argparse.Namespace) -> None:
                 worker.wait(20)
             except subprocess.TimeoutExpired:
                 worker.kill()
+        if smsc is not None:
+            smsc.terminate()
+            smsc.wait(10)
         log.close()
         receiver.server.close()
         if args.keep:
@@ -331,6 +344,8 @@ if __name__ == "__main__":
                              "(PostgreSQL); the serve process then only serves the API")
     parser.add_argument("--api-processes", type=int, default=1,
                         help="serve processes sharing the port with SO_REUSEPORT (PostgreSQL)")
+    parser.add_argument("--smpp", action="store_true",
+                        help="send SMS over SMPP to an `omnirelay smsc` simulator instead of the sandbox")
     parser.add_argument("--keep", action="store_true", help="keep the database and the log")
     parser.add_argument("--api-only", action="store_true",
                         help="measure acceptance alone: the gateway runs no workers")
