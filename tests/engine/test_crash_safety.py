@@ -147,6 +147,9 @@ def test_two_workers_share_a_backlog_and_recover_a_killed_ones_leases(
                 attempts.c.state == "sending"))}
 
         wait_until(lambda: len(owners()) == 2, timeout=30, interval=0.05)
+        # Frozen first, so the snapshot of what it holds cannot go stale before the kill: a running
+        # worker may finish a batch and claim the next between the query and the SIGKILL.
+        first.send_signal(signal.SIGSTOP)
         held_by_first = {r[0] for r in query(postgres_url, select(attempts.c.id).where(
             attempts.c.state == "sending",
             attempts.c.lease_owner.like(f"%-{first.pid}-%")))}
