@@ -18,6 +18,7 @@ from rich.table import Table
 
 from omnirelay.config import Settings, load_settings
 from omnirelay.core import secrets
+from omnirelay.core.sms import check_replacements
 from omnirelay.core.timefmt import utcnow
 from omnirelay.errors import ConfigError
 from omnirelay.runtime import Runtime
@@ -271,9 +272,14 @@ def account_set(
     inbound_url: Annotated[str | None, typer.Option(help="Inbound message URL.")] = None,
     inbound_number: Annotated[list[str] | None, typer.Option(
         help="Replace the account's inbound numbers.")] = None,
+    replacements: Annotated[str | None, typer.Option(
+        help="A JSON file mapping single characters to replacements, used by autoconvert "
+             "(and SmartEncoded) instead of the built-in look-alike table; 'default' goes back "
+             "to the built-in table.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Change an account's settings."""
+    table = _replacement_table(replacements) if replacements not in (None, "default") else None
     runtime = Runtime(_settings(config))
     runtime.migrate()
 
@@ -288,12 +294,24 @@ def account_set(
             await runtime.store.update_account(account.id, **changes)
         if inbound_number is not None:
             await runtime.store.set_inbound_numbers(account.id, inbound_number)
+        if replacements is not None:
+            await runtime.store.update_account(account.id, replacements=table)
 
     try:
         asyncio.run(run())
     finally:
         runtime.close()
     console.print(f"account {name} updated")
+
+
+def _replacement_table(path: str) -> dict[str, str]:
+    try:
+        return check_replacements(json.loads(Path(path).read_text(encoding="utf-8")))
+    except OSError as error:
+        err_console.print(f"[red]--replacements: cannot read {path}: {error.strerror}[/red]")
+    except ValueError as error:  # JSONDecodeError included
+        err_console.print(f"[red]--replacements: {path}: {error}[/red]")
+    raise typer.Exit(2)
 
 
 @app.command()

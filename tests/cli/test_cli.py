@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -54,6 +57,57 @@ def test_serve_creates_and_prints_a_dev_account_once_and_serves_docs(tmp_path: P
     process, base = start_gateway(config, log)
     try:
         assert log.read_text().count("Development account created") == 1
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_account_replacement_table_drives_autoconvert_and_smart_encoding(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "omnirelay.toml", f"sqlite:///{tmp_path}/table.db",
+                          sandbox={"delay_ms": 10})
+    account = create_account_cli(config, "shop")
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps({"ж": "zh"}))
+    cli(config, "account", "set", "shop", "--replacements", str(table))
+    # 159 GSM characters and a Cyrillic letter: UCS-2 in 3 parts with the built-in table (it has
+    # no answer for ж), GSM-7 in 2 parts ("zh" makes 161 septets) with the account's table.
+    text = "x" * 159 + "ж"
+    auth = (account["api_username"], account["api_password"])
+    twilio_auth = (account["twilio_account_sid"], account["twilio_auth_token"])
+    messages = f"/2010-04-01/Accounts/{account['twilio_account_sid']}/Messages.json"
+    process, base = start_gateway(config)
+    try:
+        sent = httpx.post(base + "/v1/omnimessage", auth=auth, json={
+            "to": "+37255512345", "messages": [{"channel": "sms", "text": text}]})
+        assert sent.status_code == 201, sent.text
+        status_url = f"{base}/v1/omnimessage/{sent.json()['omnimessage_id']}/status"
+        deadline = time.monotonic() + 20
+        while (item := httpx.get(status_url, auth=auth).json()["statuses"][0])["status"] is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert item["price_info"]["parts_count"] == 2
+        smart = httpx.post(base + messages, auth=twilio_auth, data={
+            "To": "+37255512345", "From": "Shop", "Body": text, "SmartEncoded": "true"})
+        plain = httpx.post(base + messages, auth=twilio_auth, data={
+            "To": "+37255512345", "From": "Shop", "Body": text})
+        assert (smart.json()["num_segments"], plain.json()["num_segments"]) == ("2", "3")
+    finally:
+        process.terminate()
+        process.wait(10)
+
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({"ab": "x"}))
+    result = subprocess.run([sys.executable, "-m", "omnirelay.cli", "account", "set", "shop",
+                             "--replacements", str(broken), "--config", str(config)],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 2
+    assert "single characters" in result.stderr
+    cli(config, "account", "set", "shop", "--replacements", "default")
+    process, base = start_gateway(config)
+    try:
+        plain_again = httpx.post(base + messages, auth=twilio_auth, data={
+            "To": "+37255512345", "From": "Shop", "Body": text, "SmartEncoded": "true"})
+        assert plain_again.json()["num_segments"] == "3"
     finally:
         process.terminate()
         process.wait(10)

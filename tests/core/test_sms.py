@@ -18,6 +18,8 @@ from omnirelay.core.sms import (
     EncodedSms,
     SmsPart,
     TooManyParts,
+    check_replacements,
+    content_options,
     convert,
     count_segments,
     decode_part,
@@ -486,3 +488,20 @@ def test_imports_only_the_standard_library(source: Path) -> None:
             assert top in allowed, name
             if top == "omnirelay":
                 assert name in ("omnirelay.core", "omnirelay.core.gsm7"), name
+
+
+@pytest.mark.parametrize(("table", "problem"), [
+    (["ж"], "JSON object"),
+    ({"ab": "x"}, "single characters"),
+    ({"ж": 5}, "must be a string"),
+    ({"ж": "\ud800"}, "lone surrogate"),
+])
+def test_replacement_tables_are_checked(table: object, problem: str) -> None:
+    with pytest.raises(ValueError, match=problem):
+        check_replacements(table)
+
+
+def test_content_options_carry_the_account_table() -> None:
+    content = {"text": "x" * 159 + "ж", "autoconvert": "on", "replacements": {"ж": "zh"}}
+    assert count_segments(content["text"], **content_options(content)) == 2  # type: ignore[arg-type]
+    assert count_segments(content["text"], **content_options({"autoconvert": "on"})) == 3

@@ -21,6 +21,7 @@ from omnirelay.core.omnimessage import (
     check_sms_fits,
     parse_omnimessage,
     plan_attempts,
+    use_replacement_table,
 )
 from omnirelay.core.timefmt import messente_timestamp
 from omnirelay.core.validation import RequestError
@@ -65,6 +66,7 @@ async def account_of(request: Request) -> Account | None:
 
 def new_omnimessage(runtime: Runtime, account: Account, parsed: OmnimessageRequest,
                     path: str = "") -> NewOmnimessage:
+    use_replacement_table(parsed, account.replacements)
     check_sms_fits(parsed, runtime.settings.engine.max_sms_parts, path)
     planned = plan_attempts(parsed, default_sender=account.default_sender,
                             default_validity_seconds=runtime.settings.engine.default_validity_seconds)

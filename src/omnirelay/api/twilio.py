@@ -22,6 +22,7 @@ from starlette.responses import Response
 from omnirelay.api.auth import authenticate_twilio, basic_credentials
 from omnirelay.api.requests import BodyError, read_body
 from omnirelay.core.omnimessage import PRIORITIES
+from omnirelay.core.sms import content_options, count_segments
 from omnirelay.core.timefmt import utcnow
 from omnirelay.core.twilio.callbacks import KIND, sign_status_callback, status_callbacks
 from omnirelay.core.twilio.create import (
@@ -174,7 +175,12 @@ async def load(ctx: Context, request: Request, sid: str) -> OmnimessageView:
 
 def new_omnimessage(account: Account, parsed: CreateRequest) -> NewOmnimessage:
     omnimessage_id = str(uuid.uuid4())
-    content = {"text": parsed.body, "autoconvert": parsed.autoconvert}
+    content: dict[str, Any] = {"text": parsed.body, "autoconvert": parsed.autoconvert}
+    segments = parsed.segments
+    if parsed.autoconvert != "off" and account.replacements is not None:
+        # SmartEncoded applies the account's table, which can change the segment count.
+        content["replacements"] = dict(account.replacements)
+        segments = count_segments(parsed.body, **content_options(content))
     return NewOmnimessage(
         id=omnimessage_id, account_id=account.id, surface=SURFACE, to=parsed.to,
         priority=PRIORITIES["regular"], time_to_send=parsed.send_at, dlr_url=None,
@@ -187,7 +193,7 @@ def new_omnimessage(account: Account, parsed: CreateRequest) -> NewOmnimessage:
             "status_callback": parsed.status_callback,
             # The callbacks are built inside the store's transaction, from stored facts only.
             "account_sid": account.twilio_account_sid,
-            "num_segments": parsed.segments,
+            "num_segments": segments,
         },
     )
 

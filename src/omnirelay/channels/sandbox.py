@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from omnirelay.channels.base import ChannelSink, OutboundMessage, SendResult, StatusReport
-from omnirelay.core.sms import count_segments
+from omnirelay.core.sms import content_options, count_segments
 from omnirelay.core.statuses import Err, Status
 from omnirelay.core.timefmt import utcnow
 
@@ -59,9 +59,7 @@ def _parts(message: OutboundMessage) -> int:
     if message.channel != "sms":
         return 1
     try:
-        return count_segments(message.content.get("text", ""),
-                              autoconvert=message.content.get("autoconvert", "on"),
-                              udh_hex=message.content.get("udh"))
+        return count_segments(message.content.get("text", ""), **content_options(message.content))
     except ValueError:
         return 1
 

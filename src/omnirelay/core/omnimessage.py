@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -17,7 +17,7 @@ from typing import Any
 import phonenumbers
 
 from omnirelay.core import validation as v
-from omnirelay.core.sms import count_segments
+from omnirelay.core.sms import content_options, count_segments
 from omnirelay.core.timefmt import parse_iso8601
 
 PRIORITIES = {"high": 0, "regular": 1, "low": 2}
@@ -123,6 +123,16 @@ def _valid_e164(compact: str) -> str | None:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+def use_replacement_table(request: OmnimessageRequest, table: Mapping[str, str] | None) -> None:
+    """Carry the account's replacement table into each SMS variant that converts, so that every
+    later step (part count, sending) converts the text the same way."""
+    if table is None:
+        return
+    for variant in request.variants:
+        if variant.channel == "sms" and variant.content.get("autoconvert", "on") != "off":
+            variant.content["replacements"] = dict(table)
+
+
 def check_sms_fits(request: OmnimessageRequest, max_parts: int, path: str = "") -> None:
     """Refuse SMS texts that would need more than `max_parts` parts, before anything is stored."""
     for index, variant in enumerate(request.variants):
@@ -130,9 +140,7 @@ def check_sms_fits(request: OmnimessageRequest, max_parts: int, path: str = "") 
             continue
         source = v.join(v.join(v.join(path, "messages"), index), "text")
         try:
-            parts = count_segments(variant.content["text"],
-                                   autoconvert=variant.content.get("autoconvert", "on"),
-                                   udh_hex=variant.content.get("udh"))
+            parts = count_segments(variant.content["text"], **content_options(variant.content))
         except ValueError as exc:
             v.fail(source, f"{source} cannot be encoded as SMS: {exc}")
         if parts > max_parts:

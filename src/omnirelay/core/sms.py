@@ -25,7 +25,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Literal, TypedDict
 
 from omnirelay.core import gsm7
 
@@ -167,6 +167,36 @@ def convert(text: str, mode: str | bool | None = "on", replacements: Mapping[str
     if mode == "full":
         text = _NOT_GSM.sub(lambda match: _force_gsm(match[0]), text)
     return text
+
+
+def check_replacements(table: object) -> dict[str, str]:
+    """An account's replacement table: single characters to strings. Raises ValueError."""
+    if not isinstance(table, Mapping):
+        raise ValueError("a replacement table is a JSON object of single characters to strings")
+    for key, value in table.items():
+        if not isinstance(key, str) or len(key) != 1:
+            raise ValueError(f"replacement keys are single characters, not {key!r}")
+        if not isinstance(value, str):
+            raise ValueError(f"the replacement for {key!r} must be a string")
+        try:
+            (key + value).encode("utf-16-be")
+        except UnicodeEncodeError:
+            raise ValueError(f"the replacement for {key!r} holds a lone surrogate") from None
+    return dict(table)
+
+
+class SmsOptions(TypedDict):
+    autoconvert: str | bool | None
+    replacements: Mapping[str, str] | None
+    udh_hex: str | None
+
+
+def content_options(content: Mapping[str, Any]) -> SmsOptions:
+    """The encoder's options as an SMS variant's stored content carries them: its autoconvert mode,
+    the account's replacement table (copied in at accept time, so a later edit of the table changes
+    nothing already accepted) and a caller's UDH."""
+    return SmsOptions(autoconvert=content.get("autoconvert", "on"),
+                      replacements=content.get("replacements"), udh_hex=content.get("udh") or None)
 
 
 # --- UDH ---------------------------------------------------------------------------------------

@@ -41,12 +41,11 @@ from omnirelay.channels.smpp.receipts import is_receipt, map_stat, normalize_mes
 from omnirelay.channels.smpp.routing import Router
 from omnirelay.channels.smpp.session import SmppSession
 from omnirelay.channels.smpp.settings import ConnectorSettings, SmppSettings
-from omnirelay.core.sms import TooManyParts, encode_sms
+from omnirelay.core.sms import TooManyParts, content_options, encode_sms
 from omnirelay.core.statuses import Err, Status, error_text
 
 log = logging.getLogger(__name__)
 
-MAX_PARTS = 10
 _DRAIN_BATCH = 1000
 
 
@@ -127,8 +126,7 @@ class SmppChannel:
     async def _submit(self, message: OutboundMessage) -> SendResult:
         content = message.content
         try:
-            encoded = encode_sms(str(content.get("text", "")), autoconvert=content.get("autoconvert", "on"),
-                                 udh_hex=content.get("udh") or None, max_parts=MAX_PARTS)
+            encoded = encode_sms(str(content.get("text", "")), **content_options(content))
         except TooManyParts as error:
             return SendResult(message.message_id, status=Status.FAILED, err=Err.DELIVERY_FAILURE,
                               error=str(error))
