@@ -87,6 +87,23 @@ async def test_parts_and_receipts(smsc: SmscSimulator, sink: RecordingSink, text
         await channel.stop()
 
 
+async def test_same_long_text_twice_gets_two_concatenation_references(
+        smsc: SmscSimulator, sink: RecordingSink) -> None:
+    # The handset joins parts by sender and reference: equal references would merge two messages.
+    channel = make_channel(connector("a", smsc.port))
+    await channel.start(sink)
+    try:
+        await channel.wait_ready(5)
+        await channel.send([sms("+37255500001", "x" * 400)])
+        await channel.send([sms("+37255500001", "x" * 400)])
+        references = [(parse_concat_udh(sub.udh) or (0, 0, 0))[0] for sub in smsc.submissions]
+        assert len(references) == 6
+        assert len(set(references[:3])) == 1 and len(set(references[3:])) == 1
+        assert references[0] != references[3]
+    finally:
+        await channel.stop()
+
+
 async def test_alphanumeric_sender_ton(smsc: SmscSimulator, sink: RecordingSink) -> None:
     channel = make_channel(connector("a", smsc.port))
     await channel.start(sink)

@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -91,6 +93,10 @@ class SmppChannel:
         self._sink: ChannelSink | None = None
         self._deliveries: asyncio.Queue[_Delivery] = asyncio.Queue()
         self._pump: asyncio.Task[None] | None = None
+        # Handsets join parts by sender and reference: a rolling counter keeps two long texts sent
+        # close together to one number apart (the encoder's default, a checksum of the text,
+        # collides 1 time in 256). It starts at random so a restart does not reuse the last ones.
+        self._references = itertools.count(random.randrange(256))
 
     async def start(self, sink: ChannelSink) -> None:
         self._sink = sink
@@ -126,7 +132,8 @@ class SmppChannel:
     async def _submit(self, message: OutboundMessage) -> SendResult:
         content = message.content
         try:
-            encoded = encode_sms(str(content.get("text", "")), **content_options(content))
+            encoded = encode_sms(str(content.get("text", "")), **content_options(content),
+                                 reference=next(self._references) % 256)
         except TooManyParts as error:
             return SendResult(message.message_id, status=Status.FAILED, err=Err.DELIVERY_FAILURE,
                               error=str(error))
