@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from omnirelay.channels.smpp import pdu
+from omnirelay.channels.smpp.connector import Connector
 from omnirelay.core.sms import parse_concat_udh
 from omnirelay.core.statuses import Err, Status
 from omnirelay.smsc import SmscSimulator
@@ -22,10 +25,7 @@ async def test_wrong_password_fails_clearly(smsc: SmscSimulator, sink: Recording
     await channel.start(sink)
     try:
         a = channel.connectors["a"]
-        for _ in range(100):
-            if a.last_error:
-                break
-            await _tick()
+        await _first_error(a)
         assert a.last_error is not None and "ESME_RINVPASWD" in a.last_error
         assert not a.is_up
         [result] = await channel.send([sms("+37255500001")])
@@ -40,10 +40,7 @@ async def test_unknown_system_id_is_refused(smsc: SmscSimulator, sink: Recording
     await channel.start(sink)
     try:
         a = channel.connectors["a"]
-        for _ in range(100):
-            if a.last_error:
-                break
-            await _tick()
+        await _first_error(a)
         assert a.last_error is not None and "ESME_RINVSYSID" in a.last_error
     finally:
         await channel.stop()
@@ -190,6 +187,11 @@ def test_status_names() -> None:
 
 
 async def _tick(seconds: float = 0.02) -> None:
-    import asyncio
-
     await asyncio.sleep(seconds)
+
+
+async def _first_error(connector: Connector) -> None:
+    for _ in range(100):
+        if connector.last_error:
+            return
+        await _tick()
