@@ -21,11 +21,13 @@ from typing import Any
 from omnirelay.channels.base import OutboundMessage, StatusReport
 from omnirelay.channels.smpp import create_channel
 from omnirelay.smsc import SmscSimulator
+from omnirelay.supervisor import Supervisor
 
 
 class CountingSink:
     def __init__(self, expected: int) -> None:
         self.receipts = 0
+        self.supervisor = Supervisor()
         self.expected = expected
         self.done = asyncio.Event()
         self.last = 0.0

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -14,10 +15,11 @@ from starlette.responses import Response
 from starlette.routing import Mount, Router
 
 from omnirelay import __version__
-from omnirelay.api import messente, twilio
+from omnirelay.api import messente, routing, twilio
 from omnirelay.api.errors import error_response
 from omnirelay.channels.base import HasWebhookRoutes
 from omnirelay.runtime import Runtime
+from omnirelay.store.database import StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +31,10 @@ def messente_error(_request: Request, status: int, detail: str) -> Response:
     code = {404: "101", 403: "102", 401: "103", 405: "107"}.get(status)
     if code is None:
         code = "104" if status >= 500 else "105"
-    return error_response(code, detail)
+    return error_response(code, detail, status=status)
+
+
+RETRY_AFTER_SECONDS = 5  # what a 503 suggests; about the database timeout
 
 
 def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool = True) -> FastAPI:
@@ -56,9 +61,10 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool =
     )
     app.state.runtime = runtime
     app.state.error_formatters = []
-    app.include_router(messente.build_router(), prefix="/v1")
-    app.include_router(messente.build_router(), include_in_schema=False)
+    app.router.routes.extend(messente.build_routes("/v1"))
+    app.router.routes.extend(messente.build_routes(include_in_schema=False))
     twilio.install(app, runtime)
+    routing.document(app)  # the surfaces are Starlette routes, which FastAPI does not document
 
     for name, provider in runtime.providers.items():
         if hasattr(provider, "routes"):
@@ -81,6 +87,18 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool =
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         return formatter_for(request)(request, 400, "invalid request")
 
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, exc: StoreUnavailable) -> Response:
+        # One line, no traceback: the supervised loops report the outage in detail already.
+        log.warning("%s %s: database unavailable (%s); answered 503", request.method,
+                    request.url.path, exc)
+        surface = "twilio" if request.url.path.startswith("/2010-04-01") else "messente"
+        runtime.metrics.store_unavailable.labels(surface).inc()
+        response = formatter_for(request)(
+            request, 503, "the database is unavailable; nothing was stored, try again shortly")
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
@@ -88,7 +106,18 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool =
 
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, str]:
+        """Liveness: the process runs and serves HTTP. It touches nothing else, so a restart
+        policy keyed on it does not kill a process that waits out a database outage."""
         return {"status": "ok"}
+
+    @app.get("/health/ready", include_in_schema=False)
+    async def ready() -> Response:
+        """Readiness: 200 when the database takes a write and every supervised loop runs, else
+        503; the body says which part is missing either way."""
+        report = await runtime.readiness()
+        report["status"] = "ready" if report["ready"] else "not ready"
+        return Response(orjson.dumps(report), status_code=200 if report["ready"] else 503,
+                        media_type="application/json")
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

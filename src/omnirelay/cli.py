@@ -334,6 +334,9 @@ def smsc(
         help="Answer ESME_RTHROTTLED to this share of submits.")] = 0.0,
     drop_after: Annotated[int | None, typer.Option(
         help="Drop each link on its Nth submit_sm.")] = None,
+    id_start: Annotated[int, typer.Option(
+        help="Number of the first message id; restarting with the same value reuses ids, as "
+             "SMSCs that restart or reset their counters do.", min=1)] = 1,
 ) -> None:
     """Run the SMSC simulator: an SMPP 3.4 server for development and tests."""
     from omnirelay.smsc import DEFAULT_RULES, parse_rule
@@ -364,7 +367,7 @@ def smsc(
             host, port, control_port or None, users=users, rules=rules,
             receipt_delay=receipt_delay, id_format=id_format,  # type: ignore[arg-type]
             throttle_fraction=throttle_fraction, throttle_rate=throttle_rate,
-            drop_after=drop_after))
+            drop_after=drop_after, id_start=id_start))
 
 
 def main() -> None:

@@ -31,6 +31,9 @@ class EngineSettings:
     max_sms_parts: int = 20
     fragment_timeout_seconds: float = 60.0
     heartbeat_seconds: float = 10.0
+    # An upstream id (an SMSC message id) is kept this long after its attempt ended, for late
+    # receipts; then it is purged, so an SMSC that reuses ids cannot match an old attempt.
+    provider_ref_keep_seconds: float = 3 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,9 @@ class SandboxSettings:
 @dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = "sqlite:///omnirelay.db"
+    # How long a unit of work waits for the database (a lock held by another process, a pool
+    # checkout, a connect) before it fails: an API request then answers 503, a loop retries.
+    database_timeout: float = 5.0
     mode: str = "development"
     secret_key: str = DEV_SECRET_KEY
     host: str = "127.0.0.1"
@@ -210,5 +216,7 @@ def _validate(settings: Settings) -> None:
         )
     if len(settings.secret_key) < 16:
         raise ConfigError("secret_key must be at least 16 characters")
+    if settings.database_timeout <= 0:
+        raise ConfigError("database_timeout must be a positive number of seconds")
     if settings.engine.batch_size < 1 or settings.webhooks.max_tries < 1:
         raise ConfigError("engine.batch_size and webhooks.max_tries must be positive")

@@ -19,6 +19,15 @@ class Metrics:
                                 ["channel"], registry=self.registry)
         self.webhooks = Counter("omnirelay_webhooks", "Webhook deliveries by result",
                                 ["kind", "result"], registry=self.registry)
+        self.task_restarts = Counter("omnirelay_task_restarts",
+                                     "Supervised tasks restarted after a failure", ["task"],
+                                     registry=self.registry)
+        self.unit_failures = Counter("omnirelay_unit_failures",
+                                     "Units of a batched write the database refused on their own",
+                                     ["kind"], registry=self.registry)
+        self.store_unavailable = Counter("omnirelay_store_unavailable",
+                                         "Requests answered 503 because the database was "
+                                         "unavailable", ["surface"], registry=self.registry)
         self.send_seconds = Histogram("omnirelay_upstream_send_seconds",
                                       "Time an upstream took to answer a batch", ["provider"],
                                       registry=self.registry)

@@ -7,15 +7,17 @@ module-level global: tests build as many runtimes as they like.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from omnirelay.accounts import AccountCache
-from omnirelay.channels.base import Channel
+from omnirelay.channels.base import Channel, HasConnectors
 from omnirelay.channels.sandbox import SandboxChannel
 from omnirelay.config import CHANNELS, Settings
 from omnirelay.core.reports import ReportContext, WebhookDraft, messente_dlr
@@ -31,10 +33,13 @@ from omnirelay.errors import ConfigError
 from omnirelay.metrics import Metrics
 from omnirelay.store import migrate
 from omnirelay.store.batching import GroupCommitter
-from omnirelay.store.database import Database
+from omnirelay.store.database import Database, StoreUnavailable
 from omnirelay.store.queries import NewOmnimessage, Store
+from omnirelay.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
+
+READY_TIMEOUT = 2.0  # how long readiness waits for the database before saying no
 
 # (the provider's [providers.NAME] table, the settings, NAME) -> the provider
 ChannelFactory = Callable[[Mapping[str, Any], Settings, str], Channel]
@@ -73,7 +78,7 @@ class Runtime:
     def __init__(self, settings: Settings, *, factories: dict[str, ChannelFactory] | None = None
                  ) -> None:
         self.settings = settings
-        self.db = Database(settings.database_url)
+        self.db = Database(settings.database_url, timeout=settings.database_timeout)
         self.box = SecretBox(settings.secret_key)
         self.report_builders: dict[str, Callable[[ReportContext], list[WebhookDraft]]] = {
             "messente": messente_dlr,
@@ -81,19 +86,19 @@ class Runtime:
         }
         # Every process that records statuses builds and signs callbacks, API or worker alike.
         self.signers: dict[str, Signer] = {**DEFAULT_SIGNERS, "twilio": sign_status_callback}
-        self.store = Store(self.db, self.box, self._build_reports)
+        self.metrics = Metrics()
+        self.store = Store(self.db, self.box, self._build_reports, self.metrics)
         self.accounts = AccountCache(self.store)
         self.wakeup = Wakeup()
-        self.metrics = Metrics()
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.committer: GroupCommitter[NewOmnimessage] = GroupCommitter(self._insert)
-        self.sink = EngineSink(self.store, self.wakeup, self.metrics)
+        self.supervisor = Supervisor(self.metrics)
+        self.sink = EngineSink(self.store, self.wakeup, self.supervisor, self.metrics)
         self.providers = self._build_providers(factories or provider_factories())
         self.channels: dict[str, Channel] = {
             name: self.providers[settings.provider_for(name)] for name in CHANNELS
         }
-        self._tasks: list[asyncio.Task[None]] = []
-        self._stopping = asyncio.Event()
+        self._engine_tasks: list[str] = []
         self.dispatcher: Dispatcher | None = None
         self.webhook_sender: WebhookSender | None = None
         self.started_channels = False
@@ -137,55 +142,73 @@ class Runtime:
         migrate.upgrade(self.db)
 
     async def start(self, *, workers: bool = True) -> None:
-        self._stopping.clear()
         for provider in self.providers.values():
             await provider.start(self.sink)
         self.started_channels = True
         if not workers:
             return
-        loop = asyncio.get_running_loop()
         self.dispatcher = Dispatcher(self.store, self.channels, self.settings.engine,
-                                     self.worker_id, self.wakeup.subscribe(), self.metrics)
+                                     self.worker_id, self.wakeup, self.metrics)
         self.webhook_sender = WebhookSender(self.store, self.accounts, self.settings.webhooks,
                                             self.wakeup.subscribe(), self.signers, self.metrics)
         maintenance = Maintenance(self.store, self.sink, self.settings.engine, self.worker_id,
                                   self.wakeup)
-        self._tasks = [
-            loop.create_task(self.dispatcher.run(self._stopping), name="dispatcher"),
-            loop.create_task(self.webhook_sender.run(self._stopping), name="webhooks"),
-            loop.create_task(maintenance.run_expiry(self._stopping), name="expiry"),
-            loop.create_task(maintenance.run_housekeeping(self._stopping), name="housekeeping"),
-        ]
+        stopping = self.supervisor.stopping_event
+        self.supervisor.spawn("dispatcher", lambda: self._dispatch(stopping))
+        self.supervisor.spawn("webhooks", lambda: self._send_webhooks(stopping))
+        self.supervisor.spawn("expiry", lambda: maintenance.run_expiry(stopping))
+        self.supervisor.spawn("housekeeping", lambda: maintenance.run_housekeeping(stopping))
+        self._engine_tasks = ["dispatcher", "webhooks", "expiry", "housekeeping"]
         if not self.db.is_sqlite:
             dsn = self.settings.database_url.replace("postgresql+psycopg://", "postgresql://")
-            self._tasks.append(loop.create_task(
-                listen_postgres(dsn, self.wakeup, self._stopping), name="listen"))
+            self.supervisor.spawn("listen", lambda: listen_postgres(dsn, self.wakeup, stopping))
+
+    async def _dispatch(self, stopping: asyncio.Event) -> None:
+        assert self.dispatcher is not None
+        await self.dispatcher.run(stopping)
+
+    async def _send_webhooks(self, stopping: asyncio.Event) -> None:
+        assert self.webhook_sender is not None
+        await self.webhook_sender.run(stopping)
 
     async def stop(self) -> None:
-        self._stopping.set()
+        """Stop the engine's loops, let dispatched batches finish, then stop the channels."""
         self.wakeup.wake()
-        for task in self._tasks:
-            if task.get_name() == "listen":
-                task.cancel()
-        if self._tasks:
-            _done, pending = await asyncio.wait(self._tasks, timeout=10)
-            for task in pending:
-                task.cancel()
+        await self.supervisor.cancel("listen")
+        await self.supervisor.stop(grace=10, names=self._engine_tasks)
         if self.dispatcher is not None:
             await self.dispatcher.drain()
         if self.started_channels:
             for provider in self.providers.values():
                 await provider.stop()
             self.started_channels = False
-        if self._tasks:
-            with_exceptions = [t for t in self._tasks if t.done() and not t.cancelled()
-                               and t.exception() is not None]
-            for task in with_exceptions:
-                log.error("worker task %s ended with %r", task.get_name(), task.exception())
-        self._tasks = []
-        if self.webhook_sender is not None:
-            await asyncio.sleep(0)
-        await self.store.retire_worker(self.worker_id)
+        await self.supervisor.stop(grace=5)
+        self._engine_tasks = []
+        if self.dispatcher is not None or self.webhook_sender is not None:
+            with contextlib.suppress(StoreUnavailable):
+                await self.store.retire_worker(self.worker_id)
+
+    # readiness ---------------------------------------------------------------------------------
+
+    async def readiness(self, within: float = READY_TIMEOUT) -> dict[str, Any]:
+        """What this process can do now, for `/health/ready`: ready when the database takes a
+        write within `within` seconds and no supervised task is failing. Upstream connectors are
+        reported but do not make the process unready: messages accepted while a link is down
+        wait durably until it is back."""
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.db.ping, within), within + 0.5)
+            database: dict[str, Any] = {"ok": True}
+        except (StoreUnavailable, TimeoutError) as exc:
+            database = {"ok": False, "error": str(exc) or f"no answer within {within:g} s"}
+        database["seconds"] = round(time.monotonic() - started, 3)
+        failing = self.supervisor.failing()
+        connectors = {name: provider.connector_states()
+                      for name, provider in self.providers.items()
+                      if isinstance(provider, HasConnectors)}
+        return {"ready": database["ok"] and not failing, "database": database,
+                "tasks": self.supervisor.report(), "failing": failing,
+                "connectors": connectors}
 
     def close(self) -> None:
         self.db.dispose()

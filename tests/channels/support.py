@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Mount, Route, Router
 
 from omnirelay.channels.base import InboundFragment, InboundMessage, StatusReport
+from omnirelay.supervisor import Supervisor
 
 
 class LocalServer:
@@ -105,6 +106,7 @@ class RecordingSink:
     fragments: list[InboundFragment] = field(default_factory=list)
     subscribers: dict[tuple[str, str], str] = field(default_factory=dict)
     lookups: list[tuple[str, tuple[str, ...]]] = field(default_factory=list)
+    supervisor: Supervisor = field(default_factory=Supervisor)
 
     async def report_statuses(self, reports: Sequence[StatusReport]) -> None:
         self.reports.extend(reports)

@@ -15,6 +15,7 @@ from omnirelay.channels.base import (
     StatusReport,
 )
 from omnirelay.channels.smpp import SmppChannel, create_channel
+from omnirelay.supervisor import Supervisor
 
 _ids = itertools.count(1)
 
@@ -24,6 +25,7 @@ class RecordingSink:
 
     def __init__(self) -> None:
         self.reports: list[StatusReport] = []
+        self.supervisor = Supervisor()
         self.inbound: list[InboundMessage] = []
         self.fragments: list[InboundFragment] = []
         self.fail_next = 0

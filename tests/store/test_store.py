@@ -166,8 +166,10 @@ async def test_expired_leases_and_dead_workers_release_their_attempts(runtime: R
     now = utcnow()
     await runtime.store.claim_due_attempts("short", 2, 1, now)
     await runtime.store.claim_due_attempts("dead", 2, 3600, now)
-    assert await runtime.store.release_expired_leases(now + timedelta(seconds=2)) == 2
-    assert await runtime.store.release_expired_leases(now + timedelta(seconds=2), ["dead"]) == 2
+    assert await runtime.store.release_expired_leases(now + timedelta(seconds=2)) == {
+        "short": ("lease expired", 2)}
+    assert await runtime.store.release_expired_leases(now + timedelta(seconds=2), ["dead"]) == {
+        "dead": ("heartbeat lost", 2)}
     assert {s for (s,) in await rows(runtime, attempts.c.state)} == {"due"}
 
 

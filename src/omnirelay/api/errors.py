@@ -36,9 +36,11 @@ def error_item(code: str, detail: str, source: str | None = None) -> dict[str, A
 
 
 def error_response(code: str, detail: str, source: str | None = None,
-                   headers: dict[str, str] | None = None) -> Response:
+                   headers: dict[str, str] | None = None, status: int | None = None) -> Response:
+    """`status` overrides the code's usual one: Messente has no code of its own for 503, so an
+    unavailable database answers 503 with code 104."""
     body = orjson.dumps({"errors": [error_item(code, detail, source)]})
-    return Response(body, status_code=STATUSES[code], media_type="application/json",
+    return Response(body, status_code=status or STATUSES[code], media_type="application/json",
                     headers=headers)
 
 

@@ -15,6 +15,7 @@ from typing import Any, Protocol, runtime_checkable
 from starlette.routing import BaseRoute
 
 from omnirelay.core.statuses import Status
+from omnirelay.supervisor import Supervisor
 
 CHANNEL_NAMES = ("sms", "viber", "whatsapp", "telegram", "rcs")
 
@@ -102,7 +103,12 @@ class InboundFragment:
 
 class ChannelSink(Protocol):
     """The engine's side, given to a channel at start. Every call is durable once it returns, so a
-    channel may acknowledge upstream (e.g. answer deliver_sm_resp) only after awaiting it."""
+    channel may acknowledge upstream (e.g. answer deliver_sm_resp) only after awaiting it.
+
+    A channel runs its long-lived tasks (binds, receive pumps) under `supervisor`, which logs,
+    counts and restarts them when they fail, and shows them in the readiness report."""
+
+    supervisor: Supervisor
 
     async def report_statuses(self, reports: Sequence[StatusReport]) -> None: ...
 
@@ -133,6 +139,14 @@ class Channel(Protocol):
         """Send a batch; return one result per message, in any order, keyed by message_id.
         Must not raise for a per-message problem: report it in that message's result."""
         ...
+
+
+@runtime_checkable
+class HasConnectors(Protocol):
+    """A channel with links of its own to report (SMPP binds): connector name -> its state,
+    {"state": "bound" | "binding" | "down", "last_error": ...}, for the readiness report."""
+
+    def connector_states(self) -> dict[str, dict[str, Any]]: ...
 
 
 class HasWebhookRoutes(Protocol):

@@ -9,13 +9,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from omnirelay.channels.base import Channel, OutboundMessage, SendResult
 from omnirelay.config import EngineSettings
 from omnirelay.core.statuses import Err, Status
 from omnirelay.core.timefmt import utcnow
-from omnirelay.engine.wakeup import wait
+from omnirelay.engine.wakeup import Wakeup, wait
 from omnirelay.metrics import Metrics
+from omnirelay.store.database import StoreUnavailable
 from omnirelay.store.queries import ClaimedAttempt, SendOutcome, Store
 
 log = logging.getLogger(__name__)
@@ -25,29 +27,30 @@ UPSTREAM_ERROR_RETRY = 5.0
 
 class Dispatcher:
     def __init__(self, store: Store, channels: Mapping[str, Channel], settings: EngineSettings,
-                 worker_id: str, wake: asyncio.Event, metrics: Metrics | None = None,
+                 worker_id: str, wakeup: Wakeup, metrics: Metrics | None = None,
                  max_in_flight: int = 4) -> None:
         self.store = store
+        self.wakeup = wakeup
         self.channels = channels  # channel name -> the upstream serving it
         self.settings = settings
         self.worker_id = worker_id
-        self.wake = wake
+        self.wake = wakeup.subscribe()
         self.metrics = metrics or Metrics()
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def run(self, stopping: asyncio.Event) -> None:
+        """Claim and hand out batches until `stopping` is set. A database error propagates to the
+        supervisor, which restarts this loop; batches already handed out carry on."""
         while not stopping.is_set():
             await self._slots.acquire()
             try:
                 claimed = await self.store.claim_due_attempts(
                     self.worker_id, self.settings.batch_size, self.settings.lease_seconds,
                     utcnow(), channels=list(self.channels))
-            except Exception:
+            except BaseException:
                 self._slots.release()
-                log.exception("claiming due attempts failed; retrying")
-                await asyncio.sleep(1.0)
-                continue
+                raise
             if not claimed:
                 self._slots.release()
                 await wait(self.wake, await self._idle_for())
@@ -59,6 +62,9 @@ class Dispatcher:
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            # Its attempts stay leased and are sent again when the lease runs out.
+            log.error("a dispatch batch failed", exc_info=task.exception())
 
     async def drain(self) -> None:
         if self._tasks:
@@ -79,6 +85,7 @@ class Dispatcher:
         await asyncio.gather(*(self._deliver_group(ch, items) for ch, items in groups.values()))
 
     async def _deliver_group(self, channel: Channel, items: list[ClaimedAttempt]) -> None:
+        submitted_at = utcnow()
         messages = [OutboundMessage(
             message_id=a.message_id, omnimessage_id=a.omnimessage_id, account_id=a.account_id,
             channel=a.channel, to=a.to, sender=a.sender, content=a.content, deadline=a.deadline,
@@ -97,11 +104,32 @@ class Dispatcher:
                     else outcome.status.lower() if outcome.status else "accepted")
             self.metrics.sent.labels(attempt.channel, kind).inc()
         channel_of = {a.message_id: a.channel for a in items}
-        try:
-            await self.store.record_send_outcomes(self.worker_id, outcomes, channel_of, utcnow())
-        except Exception:
-            # The lease runs out and the attempts are claimed again: sent twice rather than lost.
-            log.exception("recording %d send outcomes failed", len(outcomes))
+        await self._record(outcomes, channel_of, submitted_at)
+
+    async def _record(self, outcomes: list[SendOutcome], channel_of: dict[str, str],
+                      submitted_at: datetime) -> None:
+        """Record what the upstream said; while the database is out of reach, keep trying for as
+        long as the lease holds, since these messages have left and must not be sent again."""
+        give_up_at = asyncio.get_running_loop().time() + self.settings.lease_seconds
+        pause = 0.2
+        while True:
+            try:
+                await self.store.record_send_outcomes(self.worker_id, outcomes, channel_of,
+                                                      utcnow(), submitted_at)
+                # An attempt refused at submit starts the next variant, with a new deadline.
+                self.wakeup.wake()
+                return
+            except StoreUnavailable as exc:
+                if asyncio.get_running_loop().time() + pause > give_up_at:
+                    # The lease runs out and the attempts are claimed again: sent twice rather
+                    # than lost.
+                    log.error("recording %d send outcomes failed until their lease ran out "
+                              "(%s); they will be sent again", len(outcomes), exc)
+                    return
+                log.warning("recording %d send outcomes failed (%s); retrying in %.1f s",
+                            len(outcomes), exc, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 5.0)
 
 
 def _outcomes(items: Sequence[ClaimedAttempt], results: Sequence[SendResult]) -> list[SendOutcome]:

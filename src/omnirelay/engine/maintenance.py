@@ -11,12 +11,16 @@ from datetime import timedelta
 from omnirelay.config import EngineSettings
 from omnirelay.core.timefmt import utcnow
 from omnirelay.engine.sink import EngineSink
-from omnirelay.engine.wakeup import Wakeup
+from omnirelay.engine.wakeup import Wakeup, wait
 from omnirelay.store.queries import Store
 
 log = logging.getLogger(__name__)
 
-EXPIRY_TICK = 0.25  # expiry fires within this of the deadline
+# After being woken, expiry waits this long before looking again, so that a busy accept path
+# costs one read per tick rather than one per wake-up; deadlines fire within this of their time.
+EXPIRY_TICK = 0.25
+# With nothing to expire and no wake-up, look again after this long (a safety net only).
+EXPIRY_SAFETY_NET = 30.0
 UNMATCHED_KEEP = timedelta(days=3)
 WEBHOOK_KEEP = timedelta(days=1)
 
@@ -29,25 +33,30 @@ class Maintenance:
         self.settings = settings
         self.worker_id = worker_id
         self.wakeup = wakeup
+        self._new_deadlines = wakeup.subscribe()
 
     async def run_expiry(self, stopping: asyncio.Event) -> None:
+        """Sleep until the nearest deadline, or until new work may have brought a nearer one;
+        a failure propagates to the supervisor, which restarts the loop."""
         while not stopping.is_set():
-            try:
-                expired = await self.store.expire_attempts(utcnow())
-                if expired:
+            nearest = await self.store.next_deadline()
+            now = utcnow()
+            if nearest is not None and nearest <= now:
+                if await self.store.expire_attempts(now):
                     self.wakeup.wake()
                     continue
-            except Exception:
-                log.exception("expiry pass failed")
-            await asyncio.sleep(EXPIRY_TICK)
+                # Due but locked by another worker's expiry pass: let that one finish.
+                await asyncio.sleep(EXPIRY_TICK)
+                continue
+            delay = EXPIRY_SAFETY_NET if nearest is None else (nearest - now).total_seconds()
+            await wait(self._new_deadlines, min(delay, EXPIRY_SAFETY_NET))
+            if not stopping.is_set():
+                await asyncio.sleep(EXPIRY_TICK)
 
     async def run_housekeeping(self, stopping: asyncio.Event) -> None:
         period = self.settings.heartbeat_seconds
         while not stopping.is_set():
-            try:
-                await self.housekeeping_pass()
-            except Exception:
-                log.exception("housekeeping pass failed")
+            await self.housekeeping_pass()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stopping.wait(), timeout=period)
 
@@ -55,11 +64,18 @@ class Maintenance:
         now = utcnow()
         stale = now - timedelta(seconds=3 * self.settings.heartbeat_seconds)
         dead = await self.store.heartbeat(self.worker_id, now, stale)
+        for worker in dead:
+            log.warning("worker %s missed %d heartbeats; releasing its leases", worker, 3)
         released = await self.store.release_expired_leases(now, dead)
+        for owner, (why, count) in sorted(released.items()):
+            log.warning("requeued %d attempts leased by worker %s (%s)%s", count, owner, why,
+                        " — this worker, alive but slower than engine.lease_seconds"
+                        if owner == self.worker_id else "")
         if released:
-            log.warning("requeued %d attempts leased by workers that stopped", released)
             self.wakeup.wake()
         await self.store.rematch_unmatched(now, now - UNMATCHED_KEEP)
+        await self.store.purge_provider_refs(
+            now - timedelta(seconds=self.settings.provider_ref_keep_seconds))
         stale_fragments = await self.store.take_stale_fragments(
             now - timedelta(seconds=self.settings.fragment_timeout_seconds))
         if stale_fragments:

@@ -10,6 +10,7 @@ from omnirelay.core.timefmt import utcnow
 from omnirelay.engine.wakeup import Wakeup
 from omnirelay.metrics import Metrics
 from omnirelay.store.queries import Account, Fragment, Inbound, Report, Store
+from omnirelay.supervisor import Supervisor
 
 
 def inbound_webhook(message_id: str, message: Inbound, account: Account) -> WebhookDraft | None:
@@ -22,9 +23,11 @@ def inbound_webhook(message_id: str, message: Inbound, account: Account) -> Webh
 
 
 class EngineSink:
-    def __init__(self, store: Store, wakeup: Wakeup, metrics: Metrics | None = None) -> None:
+    def __init__(self, store: Store, wakeup: Wakeup, supervisor: Supervisor,
+                 metrics: Metrics | None = None) -> None:
         self.store = store
         self.wakeup = wakeup
+        self.supervisor = supervisor
         self.metrics = metrics or Metrics()
 
     async def report_statuses(self, reports: Sequence[StatusReport]) -> None:

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -26,12 +27,14 @@ from omnirelay.core.signing import messente_signature
 from omnirelay.core.timefmt import utcnow
 from omnirelay.engine.wakeup import wait
 from omnirelay.metrics import Metrics
+from omnirelay.store.database import StoreUnavailable
 from omnirelay.store.queries import Account, ClaimedWebhook, Store, WebhookResult
 
 log = logging.getLogger(__name__)
 
 PER_HOST_LIMIT = 16
 DEFER_SECONDS = 0.5
+FLUSH_RETRY = 1.0
 
 # kind -> (account, url, body) -> headers to send
 Signer = Callable[[Account, str, bytes], dict[str, str]]
@@ -93,18 +96,14 @@ class WebhookSender:
                 self._capacity.clear()
                 await wait(self._capacity, 1.0)
                 continue
-            try:
-                claimed = await self.store.claim_webhooks(
-                    min(free, self.settings.batch_size), self.settings.lease_seconds, utcnow())
-            except Exception:
-                log.exception("claiming webhooks failed; retrying")
-                await asyncio.sleep(1.0)
-                continue
+            # A database error propagates: the supervisor restarts the sender.
+            claimed = await self.store.claim_webhooks(
+                min(free, self.settings.batch_size), self.settings.lease_seconds, utcnow())
             if not claimed:
                 await wait(self.wake, await self._idle_for())
                 continue
             for webhook in claimed:
-                host = urlsplit(webhook.url).netloc
+                host = receiver_host(webhook.url)
                 if self._per_host[host] >= PER_HOST_LIMIT:
                     self._record(WebhookResult(webhook.id, False, DEFER_SECONDS,
                                                "deferred: receiver busy", deferred=True))
@@ -123,7 +122,13 @@ class WebhookSender:
 
     async def _deliver(self, webhook: ClaimedWebhook, host: str) -> None:
         try:
-            result = await self._post(webhook)
+            try:
+                result = await self._post(webhook)
+            except Exception as exc:  # signing needs the account: the database may be down
+                log.warning("%s webhook %d: could not prepare it (%s); trying again shortly",
+                            webhook.kind, webhook.id, exc)
+                result = WebhookResult(webhook.id, False, FLUSH_RETRY, "not sent: " + str(exc),
+                                       deferred=True)
             self._record(result)
             outcome = "delivered" if result.delivered else "dead" if result.give_up else "retry"
             self.metrics.webhooks.labels(webhook.kind, outcome).inc()
@@ -154,13 +159,18 @@ class WebhookSender:
     def _failure(self, webhook: ClaimedWebhook, error: str) -> WebhookResult:
         tries = webhook.tries + 1
         give_up = tries >= self.settings.max_tries
+        host = receiver_host(webhook.url)
         if give_up:
-            log.warning("webhook %d to %s failed %d times; giving up (%s)", webhook.id,
-                        urlsplit(webhook.url).netloc, tries, error)
+            log.error("%s webhook %d to %s failed (%s); giving up after %d tries", webhook.kind,
+                      webhook.id, host, error, tries)
+            return WebhookResult(webhook.id, False, 0, error, give_up=True)
         delay = retry_delay(tries, base=self.settings.backoff_base,
                             factor=self.settings.backoff_factor, cap=self.settings.backoff_max,
                             jitter=self.settings.jitter)
-        return WebhookResult(webhook.id, False, delay, error, give_up=give_up)
+        log.warning("%s webhook %d to %s failed (%s), try %d of %d; next try in %.0f s at %s",
+                    webhook.kind, webhook.id, host, error, tries, self.settings.max_tries, delay,
+                    (utcnow() + timedelta(seconds=delay)).isoformat(timespec="seconds") + "Z")
+        return WebhookResult(webhook.id, False, delay, error)
 
     def _record(self, result: WebhookResult) -> None:
         self._results.append(result)
@@ -170,16 +180,38 @@ class WebhookSender:
         while True:
             await self._flush_needed.wait()
             self._flush_needed.clear()
-            await self._flush()
+            if not await self._flush():
+                await asyncio.sleep(FLUSH_RETRY)
+                self._flush_needed.set()
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> bool:
+        """Record the results gathered so far; False when the database was out of reach (the
+        results are kept for the next flush). Never raises: this runs beside the claim loop."""
         if not self._results:
-            return
+            return True
         batch, self._results = self._results, []
         try:
             await self.store.finish_webhooks(batch, utcnow())
+        except StoreUnavailable as exc:
+            log.warning("recording %d webhook results failed (%s); keeping them to retry",
+                        len(batch), exc)
+            self._results[:0] = batch
+            return False
         except Exception:
             # The leases run out and these are sent again: at least once, never lost.
             log.exception("recording %d webhook results failed", len(batch))
         if any(r.delivered for r in batch):
             self.wake.set()
+        return True
+
+
+def receiver_host(url: str) -> str:
+    """host[:port] of a receiver, for logs and the per-host limit: never the userinfo, path or
+    query, which can carry credentials."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    host = parts.hostname or "?"
+    return f"{host}:{port}" if port else host

@@ -18,7 +18,7 @@ async def main(host: str = "127.0.0.1", port: int = 2775, control_port: int | No
                users: Mapping[str, str] | None = None, rules: Sequence[Rule] = DEFAULT_RULES,
                receipt_delay: float = 0.2, id_format: IdFormat = "hex",
                throttle_fraction: float = 0.0, throttle_rate: float = 0.0,
-               queue_full_fraction: float = 0.0, drop_after: int | None = None,
+               queue_full_fraction: float = 0.0, drop_after: int | None = None, id_start: int = 1,
                ready: Callable[[SmscSimulator], None] | None = None) -> None:
     """Run the simulator (and its HTTP control API on `control_port`, None for none) until cancelled.
     `ready` is called once both listen, with the simulator (whose .port is the bound port)."""
@@ -29,7 +29,7 @@ async def main(host: str = "127.0.0.1", port: int = 2775, control_port: int | No
     simulator = SmscSimulator(host, port, users=users, rules=rules, receipt_delay=receipt_delay,
                               id_format=id_format, throttle_fraction=throttle_fraction,
                               throttle_rate=throttle_rate, queue_full_fraction=queue_full_fraction,
-                              drop_after=drop_after, record=False)
+                              drop_after=drop_after, record=False, id_start=id_start)
     await simulator.start()
     server: uvicorn.Server | None = None
     serving: asyncio.Task[None] | None = None

@@ -3,6 +3,7 @@
     POST /inbound  {"from": "+37255500001", "to": "1234", "text": "...", "split": "udh8|udh16|sar",
                     "system_id": "optional: only to this ESME"}       -> {"parts": N}
     POST /drop                                                         -> {"dropped": N connections}
+    POST /ids     {"next": 1}   reuse ids from that number on          -> {"next": N}
     GET  /stats                                                        -> counters (submitted, ...)
 """
 
@@ -44,11 +45,23 @@ def control_app(simulator: SmscSimulator) -> Starlette:
     async def drop(request: Request) -> JSONResponse:
         return JSONResponse({"dropped": simulator.drop_links()})
 
+    async def ids(request: Request) -> JSONResponse:
+        try:
+            body: Any = await request.json()
+        except ValueError:
+            return JSONResponse({"error": "the body must be JSON"}, status_code=400)
+        following = body.get("next", 1) if isinstance(body, dict) else None
+        if not isinstance(following, int) or isinstance(following, bool) or following < 1:
+            return JSONResponse({"error": "next must be a positive integer"}, status_code=400)
+        simulator.restart_ids(following)
+        return JSONResponse({"next": following})
+
     async def stats(request: Request) -> JSONResponse:
         return JSONResponse(simulator.snapshot())
 
     return Starlette(routes=[
         Route("/inbound", inbound, methods=["POST"]),
         Route("/drop", drop, methods=["POST"]),
+        Route("/ids", ids, methods=["POST"]),
         Route("/stats", stats, methods=["GET"]),
     ])

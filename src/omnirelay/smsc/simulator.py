@@ -100,11 +100,14 @@ class SmscSimulator:
                  throttle_fraction: float = 0.0, throttle_rate: float = 0.0,
                  queue_full_fraction: float = 0.0, drop_after: int | None = None,
                  window: int = 100, ssl_context: ssl.SSLContext | None = None, record: bool = True,
-                 seed: int | None = None) -> None:
+                 seed: int | None = None, id_start: int = 1) -> None:
         """`users` maps system_id -> password; None accepts any bind. `throttle_rate` > 0 answers
         ESME_RTHROTTLED to submits beyond that many per second (all binds together);
         `throttle_fraction`/`queue_full_fraction` refuse that share of submits at random.
-        `drop_after` aborts each connection on its Nth submit_sm, leaving that one unanswered."""
+        `drop_after` aborts each connection on its Nth submit_sm, leaving that one unanswered.
+        `id_start` is the number of the first message id: a simulator restarted with the same
+        `id_start` hands out ids it handed out before, as SMSCs that restart, wrap or reset their
+        counters daily do."""
         if id_format not in ("hex", "dec", "hex-dec"):
             raise ValueError(f"id_format must be hex, dec or hex-dec, not {id_format!r}")
         self.host = host
@@ -130,7 +133,9 @@ class SmscSimulator:
         self._pending: dict[str | None, deque[_Outgoing]] = defaultdict(deque)
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False  # timers still due after stop() find this and do nothing
-        self._next_id = 0
+        if id_start < 1:
+            raise ValueError("id_start must be at least 1")
+        self._next_id = id_start - 1
         self._second = 0
         self._in_second = 0
         self._reference = self._random.randrange(256)
@@ -172,6 +177,12 @@ class SmscSimulator:
         self.stats.drops += len(sessions)
         return len(sessions)
 
+    def restart_ids(self, next_id: int = 1) -> None:
+        """Hand out `next_id` next and count on from there, reusing ids already given out."""
+        if next_id < 1:
+            raise ValueError("next_id must be at least 1")
+        self._next_id = next_id - 1
+
     def snapshot(self) -> dict[str, Any]:
         stats = self.stats
         return {
@@ -180,6 +191,7 @@ class SmscSimulator:
             "receipts_sent": stats.receipts_sent, "inbound_sent": stats.inbound_sent, "drops": stats.drops,
             "receipts_pending": sum(len(queue) for queue in self._pending.values()),
             "sessions": len(self._sessions), "submitted_by_system_id": dict(stats.by_system_id),
+            "next_id": self._next_id + 1,
         }
 
     def _new_session(self) -> SmppSession:

@@ -3,6 +3,10 @@
 While one batch is being written, new submissions queue up; when the write finishes, the next
 batch takes everything queued. Under light load each request commits alone (no added latency);
 under heavy load one fsync covers hundreds of requests.
+
+A batch the database refuses for one submission's data is written again one submission at a
+time, so one request's bad data fails that request only, never the others that shared its
+transaction (they may belong to other accounts). An unreachable database fails the whole batch.
 """
 
 from __future__ import annotations
@@ -10,6 +14,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
+
+from omnirelay.store.database import unavailable
 
 T = TypeVar("T")
 
@@ -43,8 +49,11 @@ class GroupCommitter(Generic[T]):
                     size += len(entry[0])
                 try:
                     await self._write([item for items, _ in batch for item in items])
-                except Exception as exc:  # every waiter of the batch learns the write failed
-                    for _, future in batch:
+                except Exception as exc:
+                    if len(batch) > 1 and not unavailable(exc):
+                        await self._write_alone(batch)
+                        continue
+                    for _, future in batch:  # every waiter of the batch learns the write failed
                         if not future.done():
                             future.set_exception(exc)
                 else:
@@ -53,3 +62,14 @@ class GroupCommitter(Generic[T]):
                             future.set_result(None)
         finally:
             self._draining = False
+
+    async def _write_alone(self, batch: list[tuple[Sequence[T], asyncio.Future[None]]]) -> None:
+        for items, future in batch:
+            try:
+                await self._write(items)
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+            else:
+                if not future.done():
+                    future.set_result(None)

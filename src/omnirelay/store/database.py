@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +21,8 @@ from typing import Any, TypeVar
 import psycopg.errors
 from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -31,6 +33,21 @@ MAX_TRIES = 8
 
 NOTIFY_CHANNEL = "omnirelay_work"
 
+# How long a unit of work waits for the database by default: SQLite's busy timeout and the
+# in-process writer lock, PostgreSQL's connect timeout and the pool checkout.
+DEFAULT_TIMEOUT = 5.0
+
+
+class StoreUnavailable(Exception):
+    """The database could not be reached, or stayed locked past the timeout. The unit of work was
+    rolled back (or, if the connection broke during COMMIT, its outcome is unknown); the caller
+    answers 503 or tries again later."""
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Errors that say the database is out of reach rather than that the data was refused."""
+    return isinstance(exc, OperationalError | InterfaceError | PoolTimeout | StoreUnavailable)
+
 
 def sqlalchemy_url(database_url: str) -> str:
     if database_url.startswith("postgresql://"):
@@ -39,8 +56,10 @@ def sqlalchemy_url(database_url: str) -> str:
 
 
 class Database:
-    def __init__(self, database_url: str, *, pool_size: int = 8) -> None:
+    def __init__(self, database_url: str, *, pool_size: int = 8,
+                 timeout: float = DEFAULT_TIMEOUT) -> None:
         self.url = database_url
+        self.timeout = timeout
         url = sqlalchemy_url(database_url)
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite:
@@ -48,13 +67,14 @@ class Database:
             if path and path != ":memory:":
                 Path(path).parent.mkdir(parents=True, exist_ok=True)
             self.engine: Engine = create_engine(
-                url, pool_size=pool_size, max_overflow=0,
-                connect_args={"check_same_thread": False, "timeout": 30},
+                url, pool_size=pool_size, max_overflow=0, pool_timeout=timeout,
+                connect_args={"check_same_thread": False, "timeout": timeout},
             )
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
             self.engine = create_engine(
-                url, pool_size=pool_size, max_overflow=4, pool_pre_ping=True
+                url, pool_size=pool_size, max_overflow=4, pool_pre_ping=True,
+                pool_timeout=timeout, connect_args={"connect_timeout": max(1, round(timeout))},
             )
         # Threads block on the database, not the CPU, so a few more than the pool is right.
         self._executor = ThreadPoolExecutor(max_workers=pool_size + 4,
@@ -80,8 +100,14 @@ class Database:
         for attempt in range(1, MAX_TRIES + 1):
             try:
                 return self._run_once(work, writes)
+            except PoolTimeout as exc:
+                raise StoreUnavailable(f"no database connection within {self.timeout:g} s") from exc
             except DBAPIError as exc:
-                if not isinstance(exc.orig, RETRYABLE) or attempt == MAX_TRIES:
+                # psycopg files lost lock races under OperationalError too: test for them first.
+                lost_race = isinstance(exc.orig, RETRYABLE)
+                if not lost_race and unavailable(exc):
+                    raise StoreUnavailable(_describe(exc)) from exc
+                if not lost_race or attempt == MAX_TRIES:
                     raise
                 log.info("transaction lost a lock race (%s); running it again",
                          type(exc.orig).__name__)
@@ -90,17 +116,44 @@ class Database:
 
     def _run_once(self, work: Callable[[Connection], T], writes: bool) -> T:
         if writes and self.is_sqlite:
-            with self._sqlite_write_lock, self.engine.connect() as conn:
-                conn.exec_driver_sql("BEGIN IMMEDIATE")
-                try:
-                    result = work(conn)
-                except BaseException:
-                    conn.rollback()
-                    raise
-                conn.commit()
-                return result
+            # Bounded like SQLite's own busy wait: behind a lock held elsewhere, every queued
+            # writer would otherwise wait its full busy timeout in turn.
+            if not self._sqlite_write_lock.acquire(timeout=self.timeout):
+                raise StoreUnavailable(f"the database stayed locked for {self.timeout:g} s")
+            try:
+                with self.engine.connect() as conn:
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                    try:
+                        result = work(conn)
+                    except BaseException:
+                        conn.rollback()
+                        raise
+                    conn.commit()
+                    return result
+            finally:
+                self._sqlite_write_lock.release()
         with self.engine.begin() as conn:
             return work(conn)
+
+    def ping(self, timeout: float = 1.0) -> None:
+        """Prove the database can take a write now, within the timeout: a real query on
+        PostgreSQL; on SQLite the write lock itself, which a reader's query would not need (WAL
+        lets reads through while another process holds the lock)."""
+        if self.is_sqlite:
+            path = sqlalchemy_url(self.url).split("///", 1)[1]
+            probe = sqlite3.connect(path or ":memory:", timeout=timeout, isolation_level=None)
+            try:
+                probe.execute("BEGIN IMMEDIATE")
+                probe.execute("ROLLBACK")
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(str(exc)) from exc
+            finally:
+                probe.close()
+            return
+        self.run_read_sync(lambda conn: conn.execute(text("SELECT 1")).scalar_one())
+
+    def run_read_sync(self, work: Callable[[Connection], T]) -> T:
+        return self._run(work, False)
 
     def notify(self, conn: Connection) -> None:
         """Tell other processes new work is due (PostgreSQL); delivered at commit."""
@@ -112,6 +165,12 @@ class Database:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
 
+def _describe(exc: DBAPIError) -> str:
+    """The driver's message, first line only (PostgreSQL's carry hints and context below)."""
+    message = str(exc.orig) if exc.orig is not None else str(exc)
+    return (message.strip().splitlines() or [type(exc).__name__])[0]
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # pysqlite's implicit transaction handling would defeat BEGIN IMMEDIATE.
     dbapi_connection.isolation_level = None
@@ -121,5 +180,4 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # commit (see store.batching) keeps the fsync count low under load.
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()

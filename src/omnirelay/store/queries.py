@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
     Connection,
+    and_,
     bindparam,
     delete,
     exists,
@@ -24,14 +26,18 @@ from sqlalchemy import (
     insert,
     or_,
     select,
+    tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import ColumnElement
 
 from omnirelay.core.reports import WebhookDraft
 from omnirelay.core.secrets import SecretBox
-from omnirelay.core.statuses import Status
-from omnirelay.store.database import Database
+from omnirelay.core.statuses import Err, Status
+from omnirelay.metrics import Metrics
+from omnirelay.store.database import Database, unavailable
 from omnirelay.store.tables import (
     accounts,
     attempts,
@@ -46,8 +52,11 @@ from omnirelay.store.tables import (
     workers,
 )
 from omnirelay.store.transitions import Report, ReportBuilder, StatusWriter, enqueue_webhooks
+from omnirelay.store.units import describe, write_each
 
 __all__ = ["Report", "Store"]
+
+log = logging.getLogger(__name__)
 
 
 # --- values --------------------------------------------------------------------------------------
@@ -202,10 +211,12 @@ class Fragment:
 # --- the store -----------------------------------------------------------------------------------
 
 class Store:
-    def __init__(self, db: Database, box: SecretBox, report_builder: ReportBuilder) -> None:
+    def __init__(self, db: Database, box: SecretBox, report_builder: ReportBuilder,
+                 metrics: Metrics | None = None) -> None:
         self.db = db
         self.box = box
         self.report_builder = report_builder
+        self.metrics = metrics
 
     # accounts ------------------------------------------------------------------------------
 
@@ -508,60 +519,111 @@ class Store:
 
     async def record_send_outcomes(
         self, owner: str, outcomes: Sequence[SendOutcome], channel_of: dict[str, str],
-        now: datetime,
+        now: datetime, submitted_at: datetime | None = None,
     ) -> None:
-        """Apply what the channels said about claimed attempts, in one transaction."""
+        """Apply what the channels said about claimed attempts, in one transaction.
+
+        `submitted_at` is when the channel was handed the batch: receipts parked before then
+        cannot be for these attempts (an SMSC that reuses ids would otherwise hand a new message
+        an old one's receipt), so they are dropped rather than matched. An outcome the database
+        refuses on its own is recorded without its upstream ids, else as FAILED, so that it is
+        never submitted again by a lease running out."""
         if not outcomes:
             return
         outcomes = sorted(outcomes, key=lambda o: o.message_id)  # lock order, see transitions
 
-        def work(conn: Connection) -> None:
-            writer = StatusWriter(conn, self.report_builder, now, self.db.notify)
-            retry = [o for o in outcomes if o.retry_after is not None]
-            accepted = [o for o in outcomes if o.retry_after is None]
-            if retry:
-                conn.execute(
-                    update(attempts).where(attempts.c.id == bindparam("mid"),
-                                           attempts.c.state == "sending")
-                    .values(state="due", due_at=bindparam("due"), lease_owner=None,
-                            lease_until=None, updated_at=now),
-                    [{"mid": o.message_id,
-                      "due": now + timedelta(seconds=o.retry_after or 0)} for o in retry],
-                )
-            if accepted:
-                conn.execute(
-                    update(attempts).where(attempts.c.id == bindparam("mid"),
-                                           attempts.c.state == "sending")
-                    .values(state="sent", sent_at=now, parts_count=bindparam("parts"),
-                            lease_owner=None, lease_until=None, updated_at=now),
-                    [{"mid": o.message_id, "parts": o.parts_count} for o in accepted],
-                )
-                refs = [(channel_of[o.message_id], ref, o.message_id, part)
-                        for o in accepted for part, ref in enumerate(o.provider_refs)]
-                if refs:
-                    conn.execute(insert(provider_refs), [
-                        {"channel": c, "ref": r, "attempt_id": a, "part": p}
-                        for c, r, a, p in refs])
-                writer.sent([o.message_id for o in accepted if o.status is None])
-                writer.apply([Report(channel=channel_of[o.message_id], status=o.status,
-                                     message_id=o.message_id, err=o.err, error=o.error,
-                                     occurred_at=now)
-                              for o in accepted if o.status is not None])
-                writer.rematch([(c, r) for c, r, _, _ in refs])
-            writer.flush()
+        def work(conn: Connection, units: Sequence[SendOutcome]) -> None:
+            self._record_outcomes(conn, owner, units, channel_of, now, submitted_at)
 
-        await self.db.write(work)
+        for outcome, error in await write_each(self.db, outcomes, work):
+            self._refused("send_outcome", f"the send outcome of attempt {outcome.message_id}",
+                          error, "recording it without its upstream ids")
+            bare = replace(outcome, provider_refs=())
+            try:
+                await self.db.write(lambda conn, o=bare: work(conn, [o]))  # type: ignore[misc]
+                continue
+            except Exception as again:
+                if unavailable(again):
+                    raise
+                log.error("attempt %s: recording it without upstream ids failed too (%s); "
+                          "marking it FAILED", outcome.message_id, describe(again))
+            failed = SendOutcome(outcome.message_id, status=Status.FAILED.value, err=Err.TEMPORARY,
+                                 error="the gateway could not record the upstream's answer")
+            await self.db.write(lambda conn, o=failed: work(conn, [o]))  # type: ignore[misc]
+
+    def _record_outcomes(self, conn: Connection, owner: str, outcomes: Sequence[SendOutcome],
+                         channel_of: dict[str, str], now: datetime,
+                         submitted_at: datetime | None) -> None:
+        writer = StatusWriter(conn, self.report_builder, now, self.db.notify)
+        retry = [o for o in outcomes if o.retry_after is not None]
+        accepted = [o for o in outcomes if o.retry_after is None]
+        # Only the lease holder records: an attempt whose lease ran out and was claimed again
+        # belongs to its new holder.
+        mine = (attempts.c.id == bindparam("mid"), attempts.c.state == "sending",
+                attempts.c.lease_owner == owner)
+        if retry:
+            conn.execute(
+                update(attempts).where(*mine)
+                .values(state="due", due_at=bindparam("due"), lease_owner=None,
+                        lease_until=None, updated_at=now),
+                [{"mid": o.message_id,
+                  "due": now + timedelta(seconds=o.retry_after or 0)} for o in retry],
+            )
+        if not accepted:
+            writer.flush()
+            return
+        conn.execute(
+            update(attempts).where(*mine)
+            .values(state="sent", sent_at=now, parts_count=bindparam("parts"),
+                    lease_owner=None, lease_until=None, updated_at=now),
+            [{"mid": o.message_id, "parts": o.parts_count} for o in accepted],
+        )
+        # The newest submission owns an upstream id: SMSCs restart, wrap or reset their counters.
+        refs = {(channel_of[o.message_id], ref): (o.message_id, part)
+                for o in accepted for part, ref in enumerate(o.provider_refs)}
+        if refs:
+            conn.execute(self._upsert_refs(), [
+                {"channel": c, "ref": r, "attempt_id": a, "part": p}
+                for (c, r), (a, p) in refs.items()])
+            if submitted_at is not None:
+                conn.execute(delete(unmatched_reports).where(
+                    tuple_(unmatched_reports.c.channel, unmatched_reports.c.ref).in_(list(refs)),
+                    unmatched_reports.c.created_at < submitted_at))
+        writer.sent([o.message_id for o in accepted if o.status is None])
+        writer.apply([Report(channel=channel_of[o.message_id], status=o.status,
+                             message_id=o.message_id, err=o.err, error=o.error,
+                             occurred_at=now)
+                      for o in accepted if o.status is not None])
+        writer.rematch(list(refs))
+        writer.flush()
+
+    def _upsert_refs(self) -> Any:
+        dialect_insert = sqlite_insert if self.db.is_sqlite else postgresql_insert
+        statement = dialect_insert(provider_refs)
+        return statement.on_conflict_do_update(
+            index_elements=[provider_refs.c.channel, provider_refs.c.ref],
+            set_={"attempt_id": statement.excluded.attempt_id, "part": statement.excluded.part,
+                  "status": None, "err": None})
+
+    def _refused(self, kind: str, what: str, error: Exception, rule: str) -> None:
+        log.error("the database refused %s (%s); %s", what, describe(error), rule)
+        if self.metrics is not None:
+            self.metrics.unit_failures.labels(kind).inc()
 
     async def apply_reports(self, reports: Sequence[Report], now: datetime) -> None:
+        """Apply status reports in one transaction; a report the database refuses on its own is
+        logged and dropped, so an upstream does not redeliver it forever."""
         if not reports:
             return
 
-        def work(conn: Connection) -> None:
+        def work(conn: Connection, units: Sequence[Report]) -> None:
             writer = StatusWriter(conn, self.report_builder, now, self.db.notify)
-            writer.apply(reports)
+            writer.apply(units)
             writer.flush()
 
-        await self.db.write(work)
+        for report, error in await write_each(self.db, reports, work):
+            self._refused("report", f"a {report.status} report for "
+                          f"{report.message_id or report.provider_ref}", error, "dropping it")
 
     async def expire_attempts(self, now: datetime, limit: int = 1000) -> int:
         """Attempts past their deadline without success become EXPIRED (err 2)."""
@@ -581,15 +643,25 @@ class Store:
 
         return await self.db.write(work)
 
-    async def release_expired_leases(self, now: datetime, dead_owners: Sequence[str] = ()) -> int:
-        """Attempts leased by a worker that died go back to the queue."""
-        def work(conn: Connection) -> int:
+    async def release_expired_leases(self, now: datetime, dead_owners: Sequence[str] = ()
+                                     ) -> dict[str, tuple[str, int]]:
+        """Attempts leased by a worker that died, or whose lease ran out, go back to the queue.
+        Returns lease owner -> (why, how many): "heartbeat lost" for the dead workers,
+        "lease expired" for the others (their worker is alive but did not finish in time)."""
+        def work(conn: Connection) -> dict[str, tuple[str, int]]:
             condition = attempts.c.lease_until < now
             if dead_owners:
                 condition = or_(condition, attempts.c.lease_owner.in_(list(dead_owners)))
-            return int(conn.execute(update(attempts).where(attempts.c.state == "sending", condition)
-                                    .values(state="due", lease_owner=None, lease_until=None,
-                                            updated_at=now)).rowcount)
+            owners = conn.execute(
+                select(attempts.c.lease_owner, func.count())
+                .where(attempts.c.state == "sending", condition)
+                .group_by(attempts.c.lease_owner)).all()
+            if not owners:
+                return {}
+            conn.execute(update(attempts).where(attempts.c.state == "sending", condition)
+                         .values(state="due", lease_owner=None, lease_until=None, updated_at=now))
+            return {str(owner): ("heartbeat lost" if owner in dead_owners else "lease expired",
+                                 int(count)) for owner, count in owners}
 
         return await self.db.write(work)
 
@@ -626,6 +698,24 @@ class Store:
 
         return await self.db.write(work)
 
+    async def purge_provider_refs(self, before: datetime, limit: int = 5000) -> int:
+        """Forget upstream ids of attempts that ended before `before` (or whose message was
+        deleted), a bounded batch at a time."""
+        def work(conn: Connection) -> int:
+            keys = [(r[0], r[1]) for r in conn.execute(
+                select(provider_refs.c.channel, provider_refs.c.ref)
+                .select_from(provider_refs.outerjoin(attempts,
+                                                     attempts.c.id == provider_refs.c.attempt_id))
+                .where(or_(attempts.c.id.is_(None),
+                           and_(attempts.c.state == "done", attempts.c.updated_at < before)))
+                .limit(limit))]
+            if not keys:
+                return 0
+            return int(conn.execute(delete(provider_refs).where(
+                tuple_(provider_refs.c.channel, provider_refs.c.ref).in_(keys))).rowcount)
+
+        return await self.db.write(work)
+
     # webhooks ------------------------------------------------------------------------------
 
     async def claim_webhooks(self, limit: int, lease_seconds: float, now: datetime
@@ -659,13 +749,13 @@ class Store:
         if not results:
             return
 
-        def work(conn: Connection) -> None:
-            done = [r.id for r in results if r.delivered]
+        def work(conn: Connection, units: Sequence[WebhookResult]) -> None:
+            done = [r.id for r in units if r.delivered]
             if done:
                 conn.execute(update(webhooks).where(webhooks.c.id.in_(done)).values(
                     state="done", tries=webhooks.c.tries + 1, done_at=now, lease_until=None,
                     last_error=None))
-            failed = [r for r in results if not r.delivered]
+            failed = [r for r in units if not r.delivered]
             if failed:
                 conn.execute(
                     update(webhooks).where(webhooks.c.id == bindparam("wid")).values(
@@ -678,7 +768,9 @@ class Store:
                       "message": (r.error or "")[:500]} for r in failed],
                 )
 
-        await self.db.write(work)
+        for result, error in await write_each(self.db, results, work):
+            self._refused("webhook_result", f"the result of webhook {result.id}", error,
+                          "it is tried again when its lease runs out")
 
     async def next_webhook_time(self) -> datetime | None:
         def work(conn: Connection) -> datetime | None:
@@ -728,14 +820,18 @@ class Store:
                 if draft is not None:
                     drafts.append((account.id, message_id, draft))
 
-        def work(conn: Connection) -> None:
-            if rows:
-                conn.execute(insert(inbound_messages), rows)
-            if drafts:
-                enqueue_webhooks(conn, drafts, now)
+        units = [(row, [d for d in drafts if d[1] == row["id"]]) for row in rows]
+
+        def work(conn: Connection, batch: Sequence[tuple[dict[str, Any], list[Any]]]) -> None:
+            conn.execute(insert(inbound_messages), [row for row, _ in batch])
+            queued = [draft for _, unit_drafts in batch for draft in unit_drafts]
+            if queued:
+                enqueue_webhooks(conn, queued, now)
                 self.db.notify(conn)
 
-        await self.db.write(work)
+        for (row, _), error in await write_each(self.db, units, work):
+            self._refused("inbound", f"inbound message {row['id']} on {row['channel']}", error,
+                          "dropping it")
         return ids
 
     async def _owners(self, recipients: list[str]) -> dict[str, Account]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_, update
 
 from omnirelay.core.fallback import Next, apply_status, combine_parts
 from omnirelay.core.reports import ReportContext, WebhookDraft
@@ -115,8 +115,7 @@ class StatusWriter:
         """Apply parked receipts whose refs are now known."""
         if not keys:
             return
-        condition = or_(*[and_(unmatched_reports.c.channel == c, unmatched_reports.c.ref == ref)
-                          for c, ref in keys])
+        condition = tuple_(unmatched_reports.c.channel, unmatched_reports.c.ref).in_(list(keys))
         rows = self.conn.execute(select(unmatched_reports).where(condition)
                                  .order_by(unmatched_reports.c.id)).mappings().all()
         if not rows:
@@ -133,8 +132,7 @@ class StatusWriter:
         keys = {(r.channel, r.provider_ref) for r in reports}
         found = {(row[0], row[1]): row[2] for row in self.conn.execute(
             select(provider_refs.c.channel, provider_refs.c.ref, provider_refs.c.attempt_id)
-            .where(or_(*[and_(provider_refs.c.channel == c, provider_refs.c.ref == ref)
-                         for c, ref in keys]))
+            .where(tuple_(provider_refs.c.channel, provider_refs.c.ref).in_(list(keys)))
         ).all()}
         parked: list[dict[str, Any]] = []
         part_updates: list[dict[str, Any]] = []

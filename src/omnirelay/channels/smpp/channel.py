@@ -18,7 +18,6 @@ sink fails, they are answered with ESME_RX_T_APPN so that the SMSC delivers them
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import random
@@ -92,7 +91,7 @@ class SmppChannel:
         self._router = Router(settings.routes, list(self.connectors.values()))
         self._sink: ChannelSink | None = None
         self._deliveries: asyncio.Queue[_Delivery] = asyncio.Queue()
-        self._pump: asyncio.Task[None] | None = None
+        self._pump_name = "smpp/deliveries"
         # Handsets join parts by sender and reference: a rolling counter keeps two long texts sent
         # close together to one number apart (the encoder's default, a checksum of the text,
         # collides 1 time in 256). It starts at random so a restart does not reuse the last ones.
@@ -100,17 +99,18 @@ class SmppChannel:
 
     async def start(self, sink: ChannelSink) -> None:
         self._sink = sink
-        self._pump = asyncio.create_task(self._pump_deliveries(), name="smpp-deliveries")
+        # Under the supervisor: a pump that died would leave every receipt unanswered.
+        self._pump_name = sink.supervisor.spawn("smpp/deliveries", self._pump_deliveries)
         for connector in self.connectors.values():
-            await connector.start()
+            await connector.start(sink.supervisor)
 
     async def stop(self) -> None:
         await asyncio.gather(*(connector.stop() for connector in self.connectors.values()))
-        if self._pump is not None:
-            self._pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump
-            self._pump = None
+        if self._sink is not None:
+            await self._sink.supervisor.cancel(self._pump_name)
+
+    def connector_states(self) -> dict[str, dict[str, Any]]:
+        return {name: connector.state() for name, connector in self.connectors.items()}
 
     async def wait_ready(self, within: float = 10.0) -> None:
         """Wait until every connector's sending bind is up (for tests and benchmarks)."""

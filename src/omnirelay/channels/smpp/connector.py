@@ -17,14 +17,16 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from omnirelay.channels.smpp import pdu
 from omnirelay.channels.smpp.outcomes import THROTTLING, TRANSIENT
 from omnirelay.channels.smpp.ratelimit import TokenBucket
 from omnirelay.channels.smpp.session import LinkLost, SmppSession
 from omnirelay.channels.smpp.settings import ConnectorSettings
+from omnirelay.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +97,9 @@ class Connector:
             else {"tx": pdu.Command.BIND_TRANSMITTER, "rx": pdu.Command.BIND_RECEIVER})
         self._sender_role = "trx" if transceiver else "tx"
         self._sessions: dict[str, SmppSession] = {}
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[str] = []
+        self._supervisor: Supervisor | None = None
+        self._binding = False
         self._bucket: TokenBucket | None = None
         self._paused_until = 0.0
         self._pause = 0.0
@@ -105,22 +109,39 @@ class Connector:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, supervisor: Supervisor) -> None:
         if self.settings.rate_limit > 0:
             self._bucket = TokenBucket(self.settings.rate_limit)
-        self._tasks = [asyncio.create_task(self._keep_bound(role, command), name=f"smpp-{self.name}-{role}")
-                       for role, command in self._roles.items()]
+        self._supervisor = supervisor
+        self._tasks = []
+        for role, command in self._roles.items():
+            self._tasks.append(supervisor.spawn(f"smpp/{self.name}/{role}",
+                                                self._bind_loop(role, command)))
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
+        # Taken before the bind loops end: their clean-up forgets the sessions, and an SMSC that
+        # counts binds per system_id wants an unbind, not a bare close.
         sessions, self._sessions = list(self._sessions.values()), {}
-        await asyncio.gather(*(self._unbind(session) for session in sessions))
+        if self._supervisor is not None:
+            for name in self._tasks:
+                await self._supervisor.cancel(name)
+        self._tasks = []
+        await asyncio.gather(*(self._unbind(session) for session in sessions if session.is_open))
         self._up.clear()
+
+    def _bind_loop(self, role: str, command: pdu.Command) -> Callable[[], Awaitable[None]]:
+        return lambda: self._keep_bound(role, command)
+
+    def state(self) -> dict[str, Any]:
+        """bound when the sending bind is up, binding while a bind is under way, else down."""
+        if self.is_up:
+            state = "bound"
+        elif self._binding:
+            state = "binding"
+        else:
+            state = "down"
+        return {"state": state, "last_error": self.last_error,
+                "binds": sorted(role for role, s in self._sessions.items() if s.is_open)}
 
     async def _unbind(self, session: SmppSession) -> None:
         with contextlib.suppress(LinkLost, TimeoutError, OSError):
@@ -150,6 +171,7 @@ class Connector:
         settings = self.settings
         delay = settings.reconnect_min
         while True:
+            self._binding = True
             try:
                 session = await self._bind(role, command)
             except (OSError, TimeoutError, BindRefused) as error:
@@ -157,6 +179,7 @@ class Connector:
                 log.warning("SMPP connector %r (%s): %s; retrying in %.1fs", self.name, role,
                             self.last_error, delay)
             else:
+                self._binding = False
                 delay = settings.reconnect_min
                 self.last_error = None
                 self._sessions[role] = session
@@ -174,6 +197,7 @@ class Connector:
                     if role == self._sender_role:
                         self._up.clear()
                 log.warning("SMPP connector %r (%s): link lost; reconnecting", self.name, role)
+            self._binding = False
             await asyncio.sleep(delay * random.uniform(0.8, 1.2))
             delay = min(delay * 2, settings.reconnect_max)
 

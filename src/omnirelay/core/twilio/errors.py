@@ -22,6 +22,7 @@ CATALOGUE: dict[int, tuple[int, str]] = {
     20009: (400, "Cannot delete this resource before it is complete"),
     20404: (404, "The requested resource {path} was not found"),
     20500: (500, "Internal Server Error"),
+    20503: (503, "Service Unavailable: {detail}"),
     21211: (400, "The 'To' number {to} is not a valid phone number."),
     21212: (400, "The 'From' number {from_} is not a valid phone number, shortcode, or "
                  "alphanumeric sender ID."),
@@ -107,6 +108,8 @@ def for_http_status(status: int, path: str, detail: str) -> TwilioError:
         return not_found(path)
     if status == 405:
         return twilio_error(20004)
+    if status == 503:
+        return twilio_error(20503, detail=detail)
     if status >= 500:
         return twilio_error(20500)
     return TwilioError(20001, detail, status)
