@@ -1,7 +1,8 @@
 """Messente's Omnichannel API: send, bulk send, status, cancel.
 
 Handlers return ready Responses (orjson bytes) rather than pydantic models: the shapes are fixed
-by Messente's spec and this is the hot path.
+by Messente's spec and this is the hot path. For the same reason they are plain Starlette routes
+(api/routing.py).
 """
 
 from __future__ import annotations
@@ -10,12 +11,13 @@ import uuid
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from starlette.requests import Request
 from starlette.responses import Response
 
 from omnirelay.api.auth import authenticate_api_user
 from omnirelay.api.errors import error_item, error_response, unauthorized
 from omnirelay.api.requests import BodyError, read_json
+from omnirelay.api.routing import LeanRoute, Routes
 from omnirelay.core.omnimessage import (
     OmnimessageRequest,
     check_sms_fits,
@@ -103,11 +105,12 @@ def status_item(attempt: AttemptView) -> dict[str, Any]:
     }
 
 
-def build_router() -> APIRouter:
-    router = APIRouter()
+def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[LeanRoute]:
+    """Mounted under /v1, and again at / for SDKs configured without /v1."""
+    routes = Routes()
 
-    @router.post("/omnimessage", status_code=201, tags=["Omnimessage"],
-                 summary="Send an omnimessage", openapi_extra=_SEND_DOC)
+    @routes.operation("POST", "/omnimessage", status_code=201, tags=["Omnimessage"],
+                      summary="Send an omnimessage", openapi_extra=_SEND_DOC)
     async def send_omnimessage(request: Request) -> Response:
         runtime = runtime_of(request)
         account = await account_of(request)
@@ -123,8 +126,8 @@ def build_router() -> APIRouter:
         await runtime.accept([message])
         return json_response(201, created_body(message))
 
-    @router.post("/omnimessages", status_code=201, tags=["Bulk Messaging"],
-                 summary="Send up to 1000 omnimessages")
+    @routes.operation("POST", "/omnimessages", status_code=201, tags=["Bulk Messaging"],
+                      summary="Send up to 1000 omnimessages")
     async def send_bulk(request: Request) -> Response:
         runtime = runtime_of(request)
         account = await account_of(request)
@@ -158,9 +161,10 @@ def build_router() -> APIRouter:
         await runtime.accept(accepted)
         return json_response(201, {"messages": results})
 
-    @router.get("/omnimessage/{omnimessage_id}/status", tags=["Delivery Report"],
-                summary="Statuses of an omnimessage's channel attempts, in send order")
-    async def status(omnimessage_id: str, request: Request) -> Response:
+    @routes.operation("GET", "/omnimessage/{omnimessage_id}/status", tags=["Delivery Report"],
+                      summary="Statuses of an omnimessage's channel attempts, in send order")
+    async def status(request: Request) -> Response:
+        omnimessage_id: str = request.path_params["omnimessage_id"]
         runtime = runtime_of(request)
         account = await account_of(request)
         if account is None:
@@ -174,9 +178,10 @@ def build_router() -> APIRouter:
             "omnimessage_id": view.id,
         })
 
-    @router.delete("/omnimessage/{omnimessage_id}", status_code=202, tags=["Omnimessage"],
-                   summary="Cancel a scheduled omnimessage")
-    async def cancel(omnimessage_id: str, request: Request) -> Response:
+    @routes.operation("DELETE", "/omnimessage/{omnimessage_id}", status_code=202,
+                      tags=["Omnimessage"], summary="Cancel a scheduled omnimessage")
+    async def cancel(request: Request) -> Response:
+        omnimessage_id: str = request.path_params["omnimessage_id"]
         runtime = runtime_of(request)
         account = await account_of(request)
         if account is None:
@@ -186,4 +191,4 @@ def build_router() -> APIRouter:
                 "101", f"omnimessage {omnimessage_id} not found, or already being sent")
         return json_response(202, {})
 
-    return router
+    return routes.mount(prefix, include_in_schema=include_in_schema)

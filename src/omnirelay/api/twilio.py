@@ -3,7 +3,8 @@
 As the official `twilio` SDKs send and parse it (shared/reference/twilio-api.md): form-encoded
 requests, HTTP Basic AccountSid:AuthToken, RFC 2822 dates, errors as
 `{"code","message","more_info","status"}`. The rules live in omnirelay.core.twilio; this module
-is HTTP and the store. Like the Messente surface, handlers return ready Responses.
+is HTTP and the store. Like the Messente surface, handlers return ready Responses and are plain
+Starlette routes (api/routing.py).
 """
 
 from __future__ import annotations
@@ -16,11 +17,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI
+from starlette.requests import Request
 from starlette.responses import Response
 
 from omnirelay.api.auth import authenticate_twilio, basic_credentials
 from omnirelay.api.requests import BodyError, read_body
+from omnirelay.api.routing import LeanRoute, Routes
 from omnirelay.core.omnimessage import PRIORITIES
 from omnirelay.core.sms import content_options, count_segments
 from omnirelay.core.timefmt import utcnow
@@ -92,7 +95,7 @@ _UPDATE_DOC: dict[str, Any] = {"requestBody": {"content": {FORM: {"schema": {
 def install(app: FastAPI, runtime: Runtime, *, window: ScheduleWindow | None = None) -> None:
     """Serve the Twilio surface on `app`, with Twilio-format errors under /2010-04-01."""
     register(runtime)
-    app.include_router(build_router(window or ScheduleWindow()))
+    app.router.routes.extend(build_routes(window or ScheduleWindow()))
     app.state.error_formatters.append((PREFIX, twilio_formatter))
 
 
@@ -125,6 +128,12 @@ async def answer(handler: Handler) -> Response:
         return await handler()
     except TwilioError as error:
         return error_response(error)
+
+
+def path_ids(request: Request) -> tuple[str, str]:
+    """The AccountSid and the message SID in a …/Messages/{Sid} path."""
+    params = request.path_params
+    return params["account_sid"], params["sid"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,12 +221,14 @@ def accepted_view(message: NewOmnimessage, now: datetime) -> OmnimessageView:
     )
 
 
-def build_router(window: ScheduleWindow) -> APIRouter:
-    router = APIRouter(tags=["Twilio Messages"])
+def build_routes(window: ScheduleWindow) -> list[LeanRoute]:
+    routes = Routes(tags=["Twilio Messages"])
 
-    @router.post(MESSAGES, status_code=201, summary="Send a message (Twilio)",
-                 openapi_extra=_CREATE_DOC)
-    async def create_message(account_sid: str, request: Request) -> Response:
+    @routes.operation("POST", MESSAGES, status_code=201, summary="Send a message (Twilio)",
+                      openapi_extra=_CREATE_DOC)
+    async def create_message(request: Request) -> Response:
+        account_sid: str = request.path_params["account_sid"]
+
         async def handle() -> Response:
             ctx = await authorize(request, account_sid)
             form = await read_form(request, ctx.runtime.settings.max_body_bytes)
@@ -229,9 +240,11 @@ def build_router(window: ScheduleWindow) -> APIRouter:
 
         return await answer(handle)
 
-    @router.get(MESSAGES, summary="List messages, newest first (Twilio)",
-                openapi_extra=_LIST_DOC)
-    async def list_messages(account_sid: str, request: Request) -> Response:
+    @routes.operation("GET", MESSAGES, summary="List messages, newest first (Twilio)",
+                      openapi_extra=_LIST_DOC)
+    async def list_messages(request: Request) -> Response:
+        account_sid: str = request.path_params["account_sid"]
+
         async def handle() -> Response:
             ctx = await authorize(request, account_sid)
             now = utcnow()
@@ -247,8 +260,10 @@ def build_router(window: ScheduleWindow) -> APIRouter:
 
         return await answer(handle)
 
-    @router.get(MESSAGE, summary="Fetch a message (Twilio)")
-    async def fetch_message(account_sid: str, sid: str, request: Request) -> Response:
+    @routes.operation("GET", MESSAGE, summary="Fetch a message (Twilio)")
+    async def fetch_message(request: Request) -> Response:
+        account_sid, sid = path_ids(request)
+
         async def handle() -> Response:
             ctx = await authorize(request, account_sid)
             view = await load(ctx, request, sid)
@@ -256,9 +271,12 @@ def build_router(window: ScheduleWindow) -> APIRouter:
 
         return await answer(handle)
 
-    @router.post(MESSAGE, summary="Cancel a scheduled message (Status=canceled) or redact its "
-                                  "body (Body=\"\") (Twilio)", openapi_extra=_UPDATE_DOC)
-    async def update_message(account_sid: str, sid: str, request: Request) -> Response:
+    @routes.operation("POST", MESSAGE, summary="Cancel a scheduled message (Status=canceled) or "
+                                               "redact its body (Body=\"\") (Twilio)",
+                      openapi_extra=_UPDATE_DOC)
+    async def update_message(request: Request) -> Response:
+        account_sid, sid = path_ids(request)
+
         async def handle() -> Response:
             ctx = await authorize(request, account_sid)
             view = await load(ctx, request, sid)
@@ -280,8 +298,11 @@ def build_router(window: ScheduleWindow) -> APIRouter:
 
         return await answer(handle)
 
-    @router.delete(MESSAGE, status_code=204, summary="Delete a finished message (Twilio)")
-    async def delete_message(account_sid: str, sid: str, request: Request) -> Response:
+    @routes.operation("DELETE", MESSAGE, status_code=204,
+                      summary="Delete a finished message (Twilio)")
+    async def delete_message(request: Request) -> Response:
+        account_sid, sid = path_ids(request)
+
         async def handle() -> Response:
             ctx = await authorize(request, account_sid)
             view = await load(ctx, request, sid)
@@ -291,8 +312,11 @@ def build_router(window: ScheduleWindow) -> APIRouter:
 
         return await answer(handle)
 
-    @router.get(MEDIA, summary="A message's media: always none, omnirelay sends SMS (Twilio)")
-    async def list_media(account_sid: str, sid: str, request: Request) -> Response:
+    @routes.operation("GET", MEDIA,
+                      summary="A message's media: always none, omnirelay sends SMS (Twilio)")
+    async def list_media(request: Request) -> Response:
+        account_sid, sid = path_ids(request)
+
         async def handle() -> Response:
             ctx = await authorize(request, account_sid)
             await load(ctx, request, sid)
@@ -303,7 +327,7 @@ def build_router(window: ScheduleWindow) -> APIRouter:
 
         return await answer(handle)
 
-    return router
+    return routes.mount()
 
 
 async def cancel(ctx: Context, view: OmnimessageView) -> None:
