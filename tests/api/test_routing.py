@@ -1,0 +1,165 @@
+"""The API surfaces are served as plain Starlette routes, and /openapi.json still documents them.
+
+In-process on SQLite: routing does not depend on the database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+from starlette.routing import Route
+
+from omnirelay.api.messente import _SEND_DOC
+from omnirelay.api.twilio import _CREATE_DOC, _UPDATE_DOC
+from omnirelay.app import create_app
+from omnirelay.runtime import Runtime
+from omnirelay.store.queries import Account
+from tests.support import create_account, make_settings
+
+MESSENTE = [("POST", "/omnimessage"), ("POST", "/omnimessages"),
+            ("GET", "/omnimessage/{omnimessage_id}/status"),
+            ("DELETE", "/omnimessage/{omnimessage_id}")]
+MESSAGES = "/2010-04-01/Accounts/{account_sid}/Messages.json"
+MESSAGE = "/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json"
+MEDIA = "/2010-04-01/Accounts/{account_sid}/Messages/{sid}/Media.json"
+TWILIO = [("POST", MESSAGES), ("GET", MESSAGES), ("GET", MESSAGE), ("POST", MESSAGE),
+          ("DELETE", MESSAGE), ("GET", MEDIA)]
+HOT = [(m, "/v1" + p) for m, p in MESSENTE] + MESSENTE + TWILIO
+
+
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[tuple[FastAPI, Runtime, Account]]:
+    runtime = Runtime(make_settings(f"sqlite:///{tmp_path}/omnirelay.db"))
+    runtime.migrate()
+    account = await create_account(runtime)
+    await runtime.start(workers=False)
+    try:
+        yield create_app(runtime, manage_runtime=False), runtime, account
+    finally:
+        await runtime.stop()
+        runtime.close()
+
+
+def client_for(app: FastAPI) -> httpx.AsyncClient:
+    # The app re-raises an unhandled error after answering 500; the answer is what is tested.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    return httpx.AsyncClient(transport=transport, base_url="http://gateway")
+
+
+def test_every_surface_route_is_a_plain_starlette_route(gateway: Any) -> None:
+    app, _runtime, _account = gateway
+    served: dict[tuple[str, str], list[Route]] = {}
+    for route in app.routes:
+        if isinstance(route, Route):
+            for method in route.methods or ():
+                served.setdefault((method, route.path), []).append(route)
+    for method, path in HOT:
+        routes = served.get((method, path), [])
+        assert len(routes) == 1, (method, path, routes)
+        assert not isinstance(routes[0], APIRoute), (method, path)
+        # Starlette would add HEAD to a GET route; under FastAPI it was a 405 and stays one.
+        assert ("HEAD", path) not in served
+
+
+async def test_openapi_documents_the_operations_as_before(gateway: Any) -> None:
+    app, _runtime, _account = gateway
+    async with client_for(app) as client:
+        spec = (await client.get("/openapi.json")).json()
+        docs = await client.get("/docs")
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    paths = spec["paths"]
+    # Only the /v1 mount is documented, in routing order.
+    assert [(m.upper(), p) for p, ops in paths.items() for m in ops] == \
+        [(m, "/v1" + p) for m, p in MESSENTE] + TWILIO
+    send = paths["/v1/omnimessage"]["post"]
+    assert send["summary"] == "Send an omnimessage"
+    assert send["tags"] == ["Omnimessage"]
+    assert send["requestBody"] == _SEND_DOC["requestBody"]
+    assert list(send["responses"]) == ["201"]
+    # Operation ids are what FastAPI generated for these routes, so generated clients keep them.
+    assert send["operationId"] == "send_omnimessage_v1_omnimessage_post"
+    status = paths["/v1/omnimessage/{omnimessage_id}/status"]["get"]
+    assert status["operationId"] == "status_v1_omnimessage__omnimessage_id__status_get"
+    assert status["parameters"] == [{"name": "omnimessage_id", "in": "path", "required": True,
+                                     "schema": {"type": "string", "title": "Omnimessage Id"}}]
+    assert paths["/v1/omnimessage/{omnimessage_id}"]["delete"]["summary"] == \
+        "Cancel a scheduled omnimessage"
+    create = paths[MESSAGES]["post"]
+    assert create["requestBody"] == _CREATE_DOC["requestBody"]
+    assert create["tags"] == ["Twilio Messages"]
+    assert [p["name"] for p in paths[MESSAGES]["get"]["parameters"]] == [
+        "account_sid", "To", "From", "DateSent", "DateSent<", "DateSent>", "PageSize", "Page",
+        "PageToken"]
+    update = paths[MESSAGE]["post"]
+    assert update["requestBody"] == _UPDATE_DOC["requestBody"]
+    assert [p["name"] for p in update["parameters"]] == ["account_sid", "sid"]
+    assert "204" in paths[MESSAGE]["delete"]["responses"]
+    assert "description" not in create  # no stand-in's docstring leaks into the schema
+
+
+@pytest.mark.parametrize("method, path", [
+    ("HEAD", "/v1/omnimessage/x/status"), ("POST", "/v1/omnimessage/x/status"),
+    ("PUT", "/v1/omnimessage"), ("GET", "/omnimessages"), ("PATCH", "/omnimessage/x")])
+async def test_wrong_methods_answer_405_in_messente_format(gateway: Any, method: str,
+                                                           path: str) -> None:
+    app, _runtime, account = gateway
+    async with client_for(app) as client:
+        response = await client.request(method, path,
+                                        auth=(account.api_username, account.api_password))
+    assert response.status_code == 405
+    if method != "HEAD":
+        assert response.json()["errors"][0]["code"] == "107"
+
+
+@pytest.mark.parametrize("method, path", [
+    ("HEAD", "Messages.json"), ("PUT", "Messages.json"), ("HEAD", "Messages/SMx.json"),
+    ("PATCH", "Messages/SMx.json"), ("POST", "Messages/SMx/Media.json")])
+async def test_wrong_methods_answer_405_in_twilio_format(gateway: Any, method: str,
+                                                         path: str) -> None:
+    app, _runtime, account = gateway
+    async with client_for(app) as client:
+        response = await client.request(
+            method, f"/2010-04-01/Accounts/{account.twilio_account_sid}/{path}",
+            auth=(account.twilio_account_sid, account.twilio_auth_token))
+    assert response.status_code == 405
+    if method != "HEAD":
+        assert response.json()["code"] == 20004
+
+
+async def test_path_parameters_reach_the_handlers(gateway: Any) -> None:
+    app, _runtime, account = gateway
+    async with client_for(app) as client:
+        status = await client.get("/v1/omnimessage/no-such-id/status",
+                                  auth=(account.api_username, account.api_password))
+        fetch = await client.get(
+            f"/2010-04-01/Accounts/{account.twilio_account_sid}/Messages/SM{'0' * 32}.json",
+            auth=(account.twilio_account_sid, account.twilio_auth_token))
+        other = await client.get("/2010-04-01/Accounts/someone-else/Messages.json",
+                                 auth=(account.twilio_account_sid, account.twilio_auth_token))
+    assert status.json()["errors"][0]["detail"] == "omnimessage no-such-id not found"
+    assert (fetch.status_code, fetch.json()["code"]) == (404, 20404)
+    assert (other.status_code, other.json()["code"]) == (404, 20404)
+
+
+async def test_unexpected_errors_keep_the_surface_format(gateway: Any,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    app, runtime, account = gateway
+
+    async def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError("the store broke")
+
+    monkeypatch.setattr(runtime.store, "omnimessage", broken)
+    async with client_for(app) as client:
+        messente = await client.get("/omnimessage/x/status",
+                                    auth=(account.api_username, account.api_password))
+        twilio = await client.get(
+            f"/2010-04-01/Accounts/{account.twilio_account_sid}/Messages/SM{'0' * 32}.json",
+            auth=(account.twilio_account_sid, account.twilio_auth_token))
+    assert (messente.status_code, messente.json()["errors"][0]["code"]) == (500, "104")
+    assert (twilio.status_code, twilio.json()["code"]) == (500, 20500)
