@@ -141,3 +141,28 @@ def test_inbound_sms_reaches_the_account_webhook_signed(
     assert signed_by(received, account.inbound_secret)
     time.sleep(0.2)
     assert len(receiver.received) == 1
+
+
+def test_an_smsc_that_reuses_its_ids_gets_each_message_once(
+        gateway: LiveServer, smsc: tuple[int, str], receiver: WebhookReceiver) -> None:
+    """SMSCs restart, wrap or reset their id counters. Before, a reused id failed the UNIQUE
+    constraint, rolled back the outcomes of the whole batch, and the lease running out sent every
+    message of it again."""
+    account = gateway.call(create_account(gateway.runtime, dlr_url=receiver.url + "/dlr"))
+    _, control = smsc
+    first = [send(gateway, account, f"first {i}") for i in range(40)]
+    for omnimessage_id in first:
+        wait_until(lambda i=omnimessage_id: status(gateway, account, i)["status"] == "DELIVRD")
+    assert httpx.get(control + "/stats").json()["submitted"] == 40
+    assert httpx.post(control + "/ids", json={"next": 1}).json() == {"next": 1}
+    # The same ids again, now for other messages, half of them undeliverable.
+    second = {send(gateway, account, f"second {i}", "+37255512997" if i % 2 else TO):
+              "UNDELIV" if i % 2 else "DELIVRD" for i in range(40)}
+    for omnimessage_id, expected in second.items():
+        wait_until(lambda i=omnimessage_id, e=expected: status(gateway, account, i)["status"] == e,
+                   timeout=30)
+    assert httpx.get(control + "/stats").json()["submitted"] == 80, "a message was sent twice"
+    assert {status(gateway, account, i)["status"] for i in first} == {"DELIVRD"}
+    reports = receiver.wait_for(80)
+    assert {r.json()["omnimessage_id"] for r in reports} == set(first) | set(second)
+    assert len(reports) == 80, "a message was reported twice"

@@ -192,3 +192,98 @@ async def test_a_report_from_another_channel_is_ignored(runtime: Runtime) -> Non
     assert await rows(runtime, attempts.c.state, attempts.c.status) == [("sent", None)]
     await runtime.store.apply_reports([Report("sms", "DELIVRD", message_id=mid)], utcnow())
     assert await rows(runtime, attempts.c.state, attempts.c.status) == [("done", "DELIVRD")]
+
+
+async def test_one_outcome_the_store_refuses_does_not_sink_its_batch(runtime: Runtime) -> None:
+    account = await create_account(runtime)
+    await accept(runtime, account, 5)
+    claimed = await runtime.store.claim_due_attempts("w", 10, 30, utcnow())
+    ids = sorted(c.message_id for c in claimed)
+    bad = ids[2]
+    outcomes = [SendOutcome(m, provider_refs=(f"ref-{m}",)) for m in ids if m != bad]
+    outcomes.append(SendOutcome(bad, status="NOT-A-STATUS", provider_refs=("ref-bad",)))
+    await runtime.store.record_send_outcomes("w", outcomes, {m: "sms" for m in ids}, utcnow())
+    states = {mid: (state, status) for mid, state, status
+              in await rows(runtime, attempts.c.id, attempts.c.state, attempts.c.status)}
+    assert {states[m] for m in ids if m != bad} == {("sent", None)}
+    # resolved by a rule, not left leased to be submitted again when the lease runs out
+    assert states[bad] == ("done", "FAILED")
+    refused = runtime.metrics.registry.get_sample_value("omnirelay_unit_failures_total",
+                                                        {"kind": "send_outcome"})
+    assert refused == 1
+    # the others' receipts still match
+    await runtime.store.apply_reports([Report("sms", "DELIVRD", provider_ref=f"ref-{ids[0]}")],
+                                      utcnow())
+    assert (await rows(runtime, attempts.c.id, attempts.c.status))[0] == (ids[0], "DELIVRD")
+
+
+async def test_a_reused_upstream_id_belongs_to_the_newest_submission(runtime: Runtime) -> None:
+    from omnirelay.store.tables import provider_refs, unmatched_reports
+
+    account = await create_account(runtime)
+    await accept(runtime, account, 1)
+    old = (await runtime.store.claim_due_attempts("w", 10, 30, utcnow()))[0].message_id
+    await runtime.store.record_send_outcomes("w", [SendOutcome(old, provider_refs=("00A1",))],
+                                             {old: "sms"}, utcnow())
+    # a receipt for an id nobody holds yet, parked long before the new submission
+    stale = Report("sms", "UNDELIV", provider_ref="00B2", err=1)
+    await runtime.store.apply_reports([stale], utcnow() - timedelta(minutes=5))
+    await accept(runtime, account, 1)
+    new = (await runtime.store.claim_due_attempts("w", 10, 30, utcnow()))[0].message_id
+    submitted = utcnow()
+    await runtime.store.record_send_outcomes(
+        "w", [SendOutcome(new, provider_refs=("00A1", "00B2"), parts_count=2)],
+        {new: "sms"}, utcnow(), submitted_at=submitted)
+    assert await rows(runtime, provider_refs.c.ref, provider_refs.c.attempt_id) == [
+        ("00A1", new), ("00B2", new)]
+    assert await rows(runtime, unmatched_reports.c.ref) == [], "the stale receipt is dropped"
+    await runtime.store.apply_reports([Report("sms", "DELIVRD", provider_ref="00A1"),
+                                       Report("sms", "DELIVRD", provider_ref="00B2")], utcnow())
+    states = dict((i, (s, st)) for i, s, st in
+                  await rows(runtime, attempts.c.id, attempts.c.state, attempts.c.status))
+    assert states[new] == ("done", "DELIVRD")
+    assert states[old] == ("sent", None), "the old holder is not touched"
+
+
+async def test_a_batch_of_accepts_survives_one_the_store_refuses(runtime: Runtime) -> None:
+    """Requests of several accounts share a group commit: one unit's bad data (here a deadline
+    past year 9999) fails that request only."""
+    from datetime import datetime
+
+    from omnirelay.store.queries import NewAttempt, NewOmnimessage
+    from omnirelay.store.tables import omnimessages
+
+    good_account = await create_account(runtime, "good")
+    other = await create_account(runtime, "other")
+    good = await asyncio.gather(*(accept(runtime, good_account, 1) for _ in range(20)),
+                                return_exceptions=True)
+    poison = NewOmnimessage(id="99999999-9999-4999-8999-999999999999", account_id=other.id,
+                            surface="messente", to=TO, priority=1,
+                            time_to_send=datetime(9999, 12, 31, 23, 59, 59), dlr_url=None,
+                            text_store="plaintext",
+                            attempts=(NewAttempt("99999999-9999-4999-8999-999999999998", 0,
+                                                 "sms", "Acme", {"text": "x"}, 21600),))
+    results = await asyncio.gather(
+        *(accept(runtime, good_account, 1) for _ in range(20)), runtime.accept([poison]),
+        *(accept(runtime, good_account, 1) for _ in range(20)), return_exceptions=True)
+    assert isinstance(results[20], OverflowError), results[20]
+    assert not [r for r in results[:20] + results[21:] if isinstance(r, BaseException)]
+    assert not [r for r in good if isinstance(r, BaseException)]
+    stored = await rows(runtime, omnimessages.c.account_id)
+    assert stored.count((good_account.id,)) == 60 and (other.id,) not in stored
+
+
+async def test_upstream_ids_are_purged_once_their_attempt_ended_long_ago(runtime: Runtime) -> None:
+    from omnirelay.store.tables import provider_refs
+
+    account = await create_account(runtime)
+    await accept(runtime, account, 2)
+    done, waiting = sorted(c.message_id for c in
+                           await runtime.store.claim_due_attempts("w", 10, 30, utcnow()))
+    await runtime.store.record_send_outcomes(
+        "w", [SendOutcome(done, provider_refs=("r1",)), SendOutcome(waiting, provider_refs=("r2",))],
+        {done: "sms", waiting: "sms"}, utcnow())
+    await runtime.store.apply_reports([Report("sms", "DELIVRD", provider_ref="r1")], utcnow())
+    assert await runtime.store.purge_provider_refs(utcnow() - timedelta(hours=1)) == 0
+    assert await runtime.store.purge_provider_refs(utcnow() + timedelta(seconds=1)) == 1
+    assert await rows(runtime, provider_refs.c.ref) == [("r2",)], "a live attempt keeps its ids"

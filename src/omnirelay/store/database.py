@@ -72,9 +72,13 @@ class Database:
             )
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
+            connect_args: dict[str, Any] = {"connect_timeout": max(1, round(timeout))}
+            if "application_name=" not in url:
+                # So that an operator finds (or terminates) our sessions in pg_stat_activity.
+                connect_args["application_name"] = "omnirelay"
             self.engine = create_engine(
                 url, pool_size=pool_size, max_overflow=4, pool_pre_ping=True,
-                pool_timeout=timeout, connect_args={"connect_timeout": max(1, round(timeout))},
+                pool_timeout=timeout, connect_args=connect_args,
             )
         # Threads block on the database, not the CPU, so a few more than the pool is right.
         self._executor = ThreadPoolExecutor(max_workers=pool_size + 4,
