@@ -5,6 +5,7 @@ logged with their causes."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections.abc import Iterator
 from datetime import timedelta
@@ -96,7 +97,7 @@ async def test_the_back_off_grows_while_a_task_keeps_failing() -> None:
     while len(stamps) < 6:
         await asyncio.sleep(0.01)
     await supervisor.stop(grace=1)
-    gaps = [b - a for a, b in zip(stamps, stamps[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert gaps[0] < gaps[3], gaps
     assert supervisor.failing() == []  # stopped, not restarting
 
