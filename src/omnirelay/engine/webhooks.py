@@ -81,7 +81,7 @@ class WebhookSender:
         )
         flusher = asyncio.get_running_loop().create_task(self._flush_loop(stopping))
         try:
-            await self._claim_loop(stopping)
+            await self._claim_loop(stopping, flusher)
         finally:
             if self._tasks:
                 await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -89,8 +89,10 @@ class WebhookSender:
             flusher.cancel()
             await self._session.close()
 
-    async def _claim_loop(self, stopping: asyncio.Event) -> None:
+    async def _claim_loop(self, stopping: asyncio.Event, flusher: asyncio.Task[None]) -> None:
         while not stopping.is_set():
+            if flusher.done():  # a side task that ended takes the sender down with it
+                raise RuntimeError(f"the webhook result flusher ended: {flusher!r}")
             free = self.settings.concurrency - self._in_flight
             if free <= 0:
                 self._capacity.clear()
