@@ -27,7 +27,7 @@ from omnirelay.core.twilio.callbacks import sign_status_callback, status_callbac
 from omnirelay.engine.dispatcher import Dispatcher
 from omnirelay.engine.maintenance import Maintenance
 from omnirelay.engine.sink import EngineSink
-from omnirelay.engine.wakeup import Wakeup, listen_postgres
+from omnirelay.engine.wakeup import ATTEMPTS, DEADLINES, WEBHOOKS, Wakeup, listen_postgres
 from omnirelay.engine.webhooks import DEFAULT_SIGNERS, Signer, WebhookSender
 from omnirelay.errors import ConfigError
 from omnirelay.metrics import Metrics
@@ -129,7 +129,7 @@ class Runtime:
         if not messages:
             return
         await self.committer.submit(messages)
-        self.wakeup.wake()
+        self.wakeup.wake(ATTEMPTS, DEADLINES)
         for message in messages:
             self.metrics.accepted.labels(message.surface).inc()
 
@@ -150,7 +150,8 @@ class Runtime:
         self.dispatcher = Dispatcher(self.store, self.channels, self.settings.engine,
                                      self.worker_id, self.wakeup, self.metrics)
         self.webhook_sender = WebhookSender(self.store, self.accounts, self.settings.webhooks,
-                                            self.wakeup.subscribe(), self.signers, self.metrics)
+                                            self.wakeup.subscribe(WEBHOOKS), self.signers,
+                                            self.metrics)
         maintenance = Maintenance(self.store, self.sink, self.settings.engine, self.worker_id,
                                   self.wakeup)
         stopping = self.supervisor.stopping_event

@@ -15,7 +15,7 @@ from omnirelay.channels.base import Channel, OutboundMessage, SendResult
 from omnirelay.config import EngineSettings
 from omnirelay.core.statuses import Err, Status
 from omnirelay.core.timefmt import utcnow
-from omnirelay.engine.wakeup import Wakeup, wait
+from omnirelay.engine.wakeup import ATTEMPTS, Wakeup, wait, wake_for
 from omnirelay.metrics import Metrics
 from omnirelay.store.database import StoreUnavailable
 from omnirelay.store.queries import ClaimedAttempt, SendOutcome, Store
@@ -34,7 +34,7 @@ class Dispatcher:
         self.channels = channels  # channel name -> the upstream serving it
         self.settings = settings
         self.worker_id = worker_id
-        self.wake = wakeup.subscribe()
+        self.wake = wakeup.subscribe(ATTEMPTS)
         self.metrics = metrics or Metrics()
         self._slots = asyncio.Semaphore(max_in_flight)
         self._tasks: set[asyncio.Task[None]] = set()
@@ -114,10 +114,9 @@ class Dispatcher:
         pause = 0.2
         while True:
             try:
-                await self.store.record_send_outcomes(self.worker_id, outcomes, channel_of,
-                                                      utcnow(), submitted_at)
-                # An attempt refused at submit starts the next variant, with a new deadline.
-                self.wakeup.wake()
+                effects = await self.store.record_send_outcomes(
+                    self.worker_id, outcomes, channel_of, utcnow(), submitted_at)
+                wake_for(self.wakeup, effects)
                 return
             except StoreUnavailable as exc:
                 if asyncio.get_running_loop().time() + pause > give_up_at:

@@ -11,7 +11,7 @@ from datetime import timedelta
 from omnirelay.config import EngineSettings
 from omnirelay.core.timefmt import utcnow
 from omnirelay.engine.sink import EngineSink
-from omnirelay.engine.wakeup import Wakeup, wait
+from omnirelay.engine.wakeup import ATTEMPTS, DEADLINES, Wakeup, wait
 from omnirelay.store.queries import Store
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ class Maintenance:
         self.settings = settings
         self.worker_id = worker_id
         self.wakeup = wakeup
-        self._new_deadlines = wakeup.subscribe()
+        self._new_deadlines = wakeup.subscribe(DEADLINES)
 
     async def run_expiry(self, stopping: asyncio.Event) -> None:
         """Sleep until the nearest deadline, or until new work may have brought a nearer one;
@@ -72,8 +72,9 @@ class Maintenance:
                         " — this worker, alive but slower than engine.lease_seconds"
                         if owner == self.worker_id else "")
         if released:
+            self.wakeup.wake(ATTEMPTS)
+        if await self.store.rematch_unmatched(now, now - UNMATCHED_KEEP):
             self.wakeup.wake()
-        await self.store.rematch_unmatched(now, now - UNMATCHED_KEEP)
         await self.store.purge_provider_refs(
             now - timedelta(seconds=self.settings.provider_ref_keep_seconds))
         stale_fragments = await self.store.take_stale_fragments(

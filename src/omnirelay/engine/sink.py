@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from omnirelay.channels.base import InboundFragment, InboundMessage, StatusReport
 from omnirelay.core.reports import WebhookDraft, messente_inbound
 from omnirelay.core.timefmt import utcnow
-from omnirelay.engine.wakeup import Wakeup
+from omnirelay.engine.wakeup import WEBHOOKS, Wakeup, wake_for
 from omnirelay.metrics import Metrics
 from omnirelay.store.queries import Account, Fragment, Inbound, Report, Store
 from omnirelay.supervisor import Supervisor
@@ -34,13 +34,13 @@ class EngineSink:
         if not reports:
             return
         now = utcnow()
-        await self.store.apply_reports([
+        effects = await self.store.apply_reports([
             Report(channel=r.channel, status=r.status, message_id=r.message_id,
                    provider_ref=r.provider_ref, err=r.err, error=r.error,
                    occurred_at=r.occurred_at or now)
             for r in reports
         ], now)
-        self.wakeup.wake()
+        wake_for(self.wakeup, effects)
         for report in reports:
             self.metrics.statuses.labels(report.channel).inc()
 
@@ -61,7 +61,7 @@ class EngineSink:
 
     async def store_inbound(self, messages: Sequence[Inbound]) -> None:
         await self.store.store_inbound(messages, inbound_webhook, utcnow())
-        self.wakeup.wake()
+        self.wakeup.wake(WEBHOOKS)
 
     async def remember_subscriber(self, provider: str, phone: str, address: str) -> None:
         await self.store.remember_subscriber(provider, phone, address, utcnow())

@@ -10,22 +10,42 @@ import logging
 import psycopg
 
 from omnirelay.store.database import NOTIFY_CHANNEL
+from omnirelay.store.transitions import Effects
 
 log = logging.getLogger(__name__)
 
 
+# What kind of work arrived; each loop subscribes to the one it serves, so that accepting a
+# message does not send the webhook sender looking for callbacks that cannot exist.
+ATTEMPTS = "attempts"  # attempts became due: the dispatcher
+DEADLINES = "deadlines"  # an attempt got a deadline: expiry
+WEBHOOKS = "webhooks"  # callbacks were queued or became claimable: the webhook sender
+TOPICS = (ATTEMPTS, DEADLINES, WEBHOOKS)
+
+
 class Wakeup:
     def __init__(self) -> None:
-        self._events: list[asyncio.Event] = []
+        self._events: dict[str, list[asyncio.Event]] = {topic: [] for topic in TOPICS}
 
-    def subscribe(self) -> asyncio.Event:
+    def subscribe(self, topic: str) -> asyncio.Event:
         event = asyncio.Event()
-        self._events.append(event)
+        self._events[topic].append(event)
         return event
 
-    def wake(self) -> None:
-        for event in self._events:
-            event.set()
+    def wake(self, *topics: str) -> None:
+        """Wake the subscribers of `topics`, or of every topic when none is named (work of an
+        unknown kind, such as a NOTIFY from another process)."""
+        for topic in topics or TOPICS:
+            for event in self._events[topic]:
+                event.set()
+
+
+def wake_for(wakeup: Wakeup, effects: Effects) -> None:
+    """Wake the loops a write gave work: a started variant is due and has a deadline."""
+    if effects.attempts:
+        wakeup.wake(ATTEMPTS, DEADLINES)
+    if effects.webhooks:
+        wakeup.wake(WEBHOOKS)
 
 
 async def wait(event: asyncio.Event, seconds: float) -> None:

@@ -51,7 +51,13 @@ from omnirelay.store.tables import (
     webhooks,
     workers,
 )
-from omnirelay.store.transitions import Report, ReportBuilder, StatusWriter, enqueue_webhooks
+from omnirelay.store.transitions import (
+    Effects,
+    Report,
+    ReportBuilder,
+    StatusWriter,
+    enqueue_webhooks,
+)
 from omnirelay.store.units import describe, write_each
 
 __all__ = ["Report", "Store"]
@@ -520,7 +526,7 @@ class Store:
     async def record_send_outcomes(
         self, owner: str, outcomes: Sequence[SendOutcome], channel_of: dict[str, str],
         now: datetime, submitted_at: datetime | None = None,
-    ) -> None:
+    ) -> Effects:
         """Apply what the channels said about claimed attempts, in one transaction.
 
         `submitted_at` is when the channel was handed the batch: receipts parked before then
@@ -529,11 +535,13 @@ class Store:
         refuses on its own is recorded without its upstream ids, else as FAILED, so that it is
         never submitted again by a lease running out."""
         if not outcomes:
-            return
+            return Effects()
         outcomes = sorted(outcomes, key=lambda o: o.message_id)  # lock order, see transitions
+        effects = Effects()
 
         def work(conn: Connection, units: Sequence[SendOutcome]) -> None:
-            self._record_outcomes(conn, owner, units, channel_of, now, submitted_at)
+            nonlocal effects
+            effects |= self._record_outcomes(conn, owner, units, channel_of, now, submitted_at)
 
         for outcome, error in await write_each(self.db, outcomes, work):
             self._refused("send_outcome", f"the send outcome of attempt {outcome.message_id}",
@@ -550,10 +558,11 @@ class Store:
             failed = SendOutcome(outcome.message_id, status=Status.FAILED.value, err=Err.TEMPORARY,
                                  error="the gateway could not record the upstream's answer")
             await self.db.write(lambda conn, o=failed: work(conn, [o]))  # type: ignore[misc]
+        return effects
 
     def _record_outcomes(self, conn: Connection, owner: str, outcomes: Sequence[SendOutcome],
                          channel_of: dict[str, str], now: datetime,
-                         submitted_at: datetime | None) -> None:
+                         submitted_at: datetime | None) -> Effects:
         writer = StatusWriter(conn, self.report_builder, now, self.db.notify)
         retry = [o for o in outcomes if o.retry_after is not None]
         accepted = [o for o in outcomes if o.retry_after is None]
@@ -571,7 +580,7 @@ class Store:
             )
         if not accepted:
             writer.flush()
-            return
+            return writer.effects
         conn.execute(
             update(attempts).where(*mine)
             .values(state="sent", sent_at=now, parts_count=bindparam("parts"),
@@ -596,6 +605,7 @@ class Store:
                       for o in accepted if o.status is not None])
         writer.rematch(list(refs))
         writer.flush()
+        return writer.effects
 
     def _upsert_refs(self) -> Any:
         dialect_insert = sqlite_insert if self.db.is_sqlite else postgresql_insert
@@ -610,20 +620,24 @@ class Store:
         if self.metrics is not None:
             self.metrics.unit_failures.labels(kind).inc()
 
-    async def apply_reports(self, reports: Sequence[Report], now: datetime) -> None:
+    async def apply_reports(self, reports: Sequence[Report], now: datetime) -> Effects:
         """Apply status reports in one transaction; a report the database refuses on its own is
         logged and dropped, so an upstream does not redeliver it forever."""
+        effects = Effects()
         if not reports:
-            return
+            return effects
 
         def work(conn: Connection, units: Sequence[Report]) -> None:
+            nonlocal effects
             writer = StatusWriter(conn, self.report_builder, now, self.db.notify)
             writer.apply(units)
             writer.flush()
+            effects |= writer.effects
 
         for report, error in await write_each(self.db, reports, work):
             self._refused("report", f"a {report.status} report for "
                           f"{report.message_id or report.provider_ref}", error, "dropping it")
+        return effects
 
     async def expire_attempts(self, now: datetime, limit: int = 1000) -> int:
         """Attempts past their deadline without success become EXPIRED (err 2)."""

@@ -36,6 +36,17 @@ ReportBuilder = Callable[[ReportContext], list[WebhookDraft]]
 
 
 @dataclass(frozen=True, slots=True)
+class Effects:
+    """What a write set in motion, so the caller wakes only the loops that have work."""
+
+    attempts: bool = False  # a next variant became due
+    webhooks: bool = False  # callbacks were queued
+
+    def __or__(self, other: Effects) -> Effects:
+        return Effects(self.attempts or other.attempts, self.webhooks or other.webhooks)
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     """A status for an attempt, found by our message_id or by the upstream's ref."""
 
@@ -219,6 +230,10 @@ class StatusWriter:
             self.drafts.append((row["account_id"], row["omnimessage_id"], draft))
 
     # writing ------------------------------------------------------------------------------
+
+    @property
+    def effects(self) -> Effects:
+        return Effects(attempts=bool(self.start_after), webhooks=bool(self.drafts))
 
     def flush(self) -> None:
         conn, now = self.conn, self.now
