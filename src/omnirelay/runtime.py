@@ -32,7 +32,6 @@ from omnirelay.engine.webhooks import DEFAULT_SIGNERS, Signer, WebhookSender
 from omnirelay.errors import ConfigError
 from omnirelay.metrics import Metrics
 from omnirelay.store import migrate
-from omnirelay.store.batching import GroupCommitter
 from omnirelay.store.database import Database, StoreUnavailable
 from omnirelay.store.queries import NewOmnimessage, Store
 from omnirelay.supervisor import Supervisor
@@ -91,7 +90,6 @@ class Runtime:
         self.accounts = AccountCache(self.store)
         self.wakeup = Wakeup()
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.committer: GroupCommitter[NewOmnimessage] = GroupCommitter(self._insert)
         self.supervisor = Supervisor(self.metrics)
         self.sink = EngineSink(self.store, self.wakeup, self.supervisor, self.metrics)
         self.providers = self._build_providers(factories or provider_factories())
@@ -119,16 +117,14 @@ class Runtime:
         builder = self.report_builders.get(ctx.surface)
         return builder(ctx) if builder is not None else []
 
-    async def _insert(self, items: Sequence[NewOmnimessage]) -> None:
-        await self.store.insert_omnimessages(items, utcnow())
-
     # used by the API surfaces --------------------------------------------------------------
 
     async def accept(self, messages: Sequence[NewOmnimessage]) -> None:
-        """Durably store accepted messages (group-committed) and wake the dispatcher."""
+        """Durably store accepted messages (the store's writer commits concurrent requests
+        together) and wake the dispatcher."""
         if not messages:
             return
-        await self.committer.submit(messages)
+        await self.store.insert_omnimessages(messages, utcnow())
         self.wakeup.wake(ATTEMPTS, DEADLINES)
         for message in messages:
             self.metrics.accepted.labels(message.surface).inc()

@@ -181,7 +181,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     # FULL: a 201 means the message survives a power cut too, not only a process crash. Group
-    # commit (see store.batching) keeps the fsync count low under load.
+    # commit (see store.writer) keeps the fsync count low under load.
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()

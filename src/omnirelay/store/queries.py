@@ -19,7 +19,6 @@ from typing import Any
 from sqlalchemy import (
     Connection,
     and_,
-    bindparam,
     delete,
     exists,
     func,
@@ -29,15 +28,14 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.sql import ColumnElement
 
 from omnirelay.core.reports import WebhookDraft
 from omnirelay.core.secrets import SecretBox
 from omnirelay.core.statuses import Err, Status
 from omnirelay.metrics import Metrics
-from omnirelay.store.database import Database, unavailable
+from omnirelay.store import statements as S
+from omnirelay.store.database import Database
 from omnirelay.store.tables import (
     accounts,
     attempts,
@@ -58,7 +56,7 @@ from omnirelay.store.transitions import (
     StatusWriter,
     enqueue_webhooks,
 )
-from omnirelay.store.units import describe, write_each
+from omnirelay.store.writer import Op, Submission, Writer, describe
 
 __all__ = ["Report", "Store"]
 
@@ -173,6 +171,29 @@ class SendOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class OutcomeUnit:
+    """A send outcome as the writer takes it: with the channel, the lease holder that may record
+    it, and when the channel was handed the attempt."""
+
+    outcome: SendOutcome
+    channel: str
+    owner: str
+    submitted_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    owner: str
+    limit: int
+    lease_until: datetime
+    channels: tuple[str, ...] | None
+
+
+# an inbound message's row and the webhooks it queues
+InboundUnit = tuple[dict[str, Any], list[tuple[int, str, WebhookDraft]]]
+
+
+@dataclass(frozen=True, slots=True)
 class ClaimedWebhook:
     id: int
     account_id: int
@@ -223,6 +244,23 @@ class Store:
         self.box = box
         self.report_builder = report_builder
         self.metrics = metrics
+        # One writer per process; each kind of write is an op, in the order a transaction that
+        # holds several kinds applies them (outcomes before the receipts that may match them).
+        self.writer = Writer(db)
+        self._accept_op: Op[NewOmnimessage, datetime, None] = Op("accept", 0, self._accept)
+        self._outcomes_op: Op[OutcomeUnit, datetime, Effects] = Op(
+            "send_outcomes", 1, self._record_outcomes, isolated_units=True, combine=Effects.__or__)
+        self._reports_op: Op[Report, datetime, Effects] = Op(
+            "reports", 2, self._apply_reports, isolated_units=True, combine=Effects.__or__)
+        self._inbound_op: Op[InboundUnit, datetime, None] = Op(
+            "inbound", 3, self._store_inbound, isolated_units=True)
+        self._webhook_results_op: Op[WebhookResult, datetime, None] = Op(
+            "webhook_results", 4, self._finish_webhooks, isolated_units=True)
+        self._expire_op: Op[int, datetime, int] = Op("expire", 5, self._expire, merge=False)
+        self._claim_op: Op[ClaimRequest, datetime, list[ClaimedAttempt]] = Op(
+            "claim", 6, self._claim, merge=False)
+        self._claim_webhooks_op: Op[tuple[int, float], datetime, list[ClaimedWebhook]] = Op(
+            "claim_webhooks", 7, self._claim_webhooks, merge=False)
 
     # accounts ------------------------------------------------------------------------------
 
@@ -336,44 +374,46 @@ class Store:
     # accepting -----------------------------------------------------------------------------
 
     async def insert_omnimessages(self, items: Sequence[NewOmnimessage], now: datetime) -> None:
-        """Store accepted omnimessages and their attempts in one transaction (group commit)."""
-        if not items:
-            return
+        """Store accepted omnimessages and their attempts; committed when this returns. Requests
+        that arrive while a transaction is being written share the next one."""
+        if items:
+            await self.writer.submit(self._accept_op, items, now)
+
+    def _accept(self, conn: Connection, submissions: Sequence[Submission[NewOmnimessage, datetime]]
+                ) -> list[None]:
         message_rows: list[dict[str, Any]] = []
         attempt_rows: list[dict[str, Any]] = []
-        for item in items:
-            message_rows.append({
-                "id": item.id, "account_id": item.account_id, "surface": item.surface,
-                "to": item.to, "state": "accepted", "priority": item.priority,
-                "time_to_send": item.time_to_send, "dlr_url": item.dlr_url,
-                "text_store": item.text_store, "variants": len(item.attempts),
-                "extra": item.extra,
-                "created_at": now, "updated_at": now,
-            })
-            start = item.time_to_send if item.time_to_send and item.time_to_send > now else now
-            for attempt in item.attempts:
-                first = attempt.seq == 0
-                attempt_rows.append({
-                    "id": attempt.message_id, "omnimessage_id": item.id,
-                    "account_id": item.account_id, "seq": attempt.seq,
-                    "channel": attempt.channel, "sender": attempt.sender, "to": item.to,
-                    "content": attempt.content,
-                    "content_sha256": _content_hash(attempt.content)
-                    if item.text_store == "sha256" else None,
-                    "validity_seconds": attempt.validity_seconds,
-                    "state": "due" if first else "waiting", "priority": item.priority,
-                    "due_at": start if first else None,
-                    "deadline": start + timedelta(seconds=attempt.validity_seconds)
-                    if first else None,
-                    "updated_at": now,
+        for submission in submissions:
+            now = submission.context
+            for item in submission.units:
+                message_rows.append({
+                    "id": item.id, "account_id": item.account_id, "surface": item.surface,
+                    "to": item.to, "state": "accepted", "priority": item.priority,
+                    "time_to_send": item.time_to_send, "dlr_url": item.dlr_url,
+                    "text_store": item.text_store, "variants": len(item.attempts),
+                    "extra": item.extra, "created_at": now, "updated_at": now,
                 })
-
-        def work(conn: Connection) -> None:
-            conn.execute(insert(omnimessages), message_rows)
-            conn.execute(insert(attempts), attempt_rows)
-            self.db.notify(conn)
-
-        await self.db.write(work)
+                start = item.time_to_send if item.time_to_send and item.time_to_send > now else now
+                for attempt in item.attempts:
+                    first = attempt.seq == 0
+                    attempt_rows.append({
+                        "id": attempt.message_id, "omnimessage_id": item.id,
+                        "account_id": item.account_id, "seq": attempt.seq,
+                        "channel": attempt.channel, "sender": attempt.sender, "to": item.to,
+                        "content": attempt.content,
+                        "content_sha256": _content_hash(attempt.content)
+                        if item.text_store == "sha256" else None,
+                        "validity_seconds": attempt.validity_seconds,
+                        "state": "due" if first else "waiting", "priority": item.priority,
+                        "due_at": start if first else None,
+                        "deadline": start + timedelta(seconds=attempt.validity_seconds)
+                        if first else None,
+                        "updated_at": now,
+                    })
+        conn.execute(S.insert_omnimessages, message_rows)
+        conn.execute(S.insert_attempts, attempt_rows)
+        self.db.notify(conn)
+        return [None] * len(submissions)
 
     # reading -------------------------------------------------------------------------------
 
@@ -496,38 +536,33 @@ class Store:
         channels: Sequence[str] | None = None,
     ) -> list[ClaimedAttempt]:
         """Lease up to `limit` due attempts, highest priority first, then oldest due time."""
-        def work(conn: Connection) -> list[ClaimedAttempt]:
-            due = (select(attempts.c.id)
-                   .where(attempts.c.state == "due", attempts.c.due_at <= now)
-                   .order_by(attempts.c.priority, attempts.c.due_at)
-                   .limit(limit).with_for_update(skip_locked=True))
-            if channels is not None:
-                due = due.where(attempts.c.channel.in_(channels))
-            rows = conn.execute(
-                update(attempts).where(attempts.c.id.in_(due.scalar_subquery()))
-                .values(state="sending", lease_owner=owner,
-                        lease_until=now + timedelta(seconds=lease_seconds),
-                        tries=attempts.c.tries + 1, updated_at=now)
-                .returning(attempts.c.id, attempts.c.omnimessage_id, attempts.c.account_id,
-                           attempts.c.channel, attempts.c.to, attempts.c.sender,
-                           attempts.c.content, attempts.c.deadline, attempts.c.priority,
-                           attempts.c.due_at, attempts.c.tries)
-            ).all()
-            claimed = [ClaimedAttempt(
-                message_id=r[0], omnimessage_id=r[1], account_id=r[2], channel=r[3], to=r[4],
-                sender=r[5], content=r[6] or {}, deadline=r[7], priority=r[8], due_at=r[9],
-                tries=r[10],
-            ) for r in rows]
-            claimed.sort(key=lambda c: (c.priority, c.due_at))
-            return claimed
+        request = ClaimRequest(owner, limit, now + timedelta(seconds=lease_seconds),
+                               tuple(channels) if channels is not None else None)
+        written = await self.writer.submit(self._claim_op, [request], now)
+        return written.value or []
 
-        return await self.db.write(work)
+    @staticmethod
+    def _claim(conn: Connection, submissions: Sequence[Submission[ClaimRequest, datetime]]
+               ) -> list[list[ClaimedAttempt]]:
+        (request,) = submissions[0].units
+        params: dict[str, Any] = {"now": submissions[0].context, "limit": request.limit,
+                                  "owner": request.owner, "lease_until": request.lease_until}
+        statement = S.claim_due
+        if request.channels is not None:
+            statement, params["channels"] = S.claim_due_on_channels, list(request.channels)
+        claimed = [ClaimedAttempt(
+            message_id=r[0], omnimessage_id=r[1], account_id=r[2], channel=r[3], to=r[4],
+            sender=r[5], content=r[6] or {}, deadline=r[7], priority=r[8], due_at=r[9],
+            tries=r[10],
+        ) for r in conn.execute(statement, params)]
+        claimed.sort(key=lambda c: (c.priority, c.due_at))
+        return [claimed]
 
     async def record_send_outcomes(
         self, owner: str, outcomes: Sequence[SendOutcome], channel_of: dict[str, str],
         now: datetime, submitted_at: datetime | None = None,
     ) -> Effects:
-        """Apply what the channels said about claimed attempts, in one transaction.
+        """Apply what the channels said about claimed attempts; committed when this returns.
 
         `submitted_at` is when the channel was handed the batch: receipts parked before then
         cannot be for these attempts (an SMSC that reuses ids would otherwise hand a new message
@@ -536,84 +571,55 @@ class Store:
         never submitted again by a lease running out."""
         if not outcomes:
             return Effects()
-        outcomes = sorted(outcomes, key=lambda o: o.message_id)  # lock order, see transitions
-        effects = Effects()
-
-        def work(conn: Connection, units: Sequence[SendOutcome]) -> None:
-            nonlocal effects
-            effects |= self._record_outcomes(conn, owner, units, channel_of, now, submitted_at)
-
-        for outcome, error in await write_each(self.db, outcomes, work):
-            self._refused("send_outcome", f"the send outcome of attempt {outcome.message_id}",
+        units = [OutcomeUnit(o, channel_of[o.message_id], owner, submitted_at) for o in outcomes]
+        written = await self.writer.submit(self._outcomes_op, units, now)
+        effects = written.value or Effects()
+        for unit, error in written.refused:
+            self._refused("send_outcome", f"the send outcome of attempt {unit.outcome.message_id}",
                           error, "recording it without its upstream ids")
-            bare = replace(outcome, provider_refs=())
-            try:
-                await self.db.write(lambda conn, o=bare: work(conn, [o]))  # type: ignore[misc]
+            bare = replace(unit, outcome=replace(unit.outcome, provider_refs=()))
+            again = await self.writer.submit(self._outcomes_op, [bare], now)
+            if not again.refused:
                 continue
-            except Exception as again:
-                if unavailable(again):
-                    raise
-                log.error("attempt %s: recording it without upstream ids failed too (%s); "
-                          "marking it FAILED", outcome.message_id, describe(again))
-            failed = SendOutcome(outcome.message_id, status=Status.FAILED.value, err=Err.TEMPORARY,
-                                 error="the gateway could not record the upstream's answer")
-            await self.db.write(lambda conn, o=failed: work(conn, [o]))  # type: ignore[misc]
+            log.error("attempt %s: recording it without upstream ids failed too (%s); "
+                      "marking it FAILED", unit.outcome.message_id, describe(again.refused[0][1]))
+            failed = replace(unit, outcome=SendOutcome(
+                unit.outcome.message_id, status=Status.FAILED.value, err=Err.TEMPORARY,
+                error="the gateway could not record the upstream's answer"))
+            await self.writer.submit(self._outcomes_op, [failed], now)
         return effects
 
-    def _record_outcomes(self, conn: Connection, owner: str, outcomes: Sequence[SendOutcome],
-                         channel_of: dict[str, str], now: datetime,
-                         submitted_at: datetime | None) -> Effects:
+    def _record_outcomes(self, conn: Connection,
+                         submissions: Sequence[Submission[OutcomeUnit, datetime]]) -> list[Effects]:
+        now = max(s.context for s in submissions)
+        units = sorted((u for s in submissions for u in s.units),
+                       key=lambda u: u.outcome.message_id)  # lock order, see transitions
         writer = StatusWriter(conn, self.report_builder, now, self.db.notify)
-        retry = [o for o in outcomes if o.retry_after is not None]
-        accepted = [o for o in outcomes if o.retry_after is None]
-        # Only the lease holder records: an attempt whose lease ran out and was claimed again
-        # belongs to its new holder.
-        mine = (attempts.c.id == bindparam("mid"), attempts.c.state == "sending",
-                attempts.c.lease_owner == owner)
+        retry = [u for u in units if u.outcome.retry_after is not None]
+        accepted = [u for u in units if u.outcome.retry_after is None]
         if retry:
-            conn.execute(
-                update(attempts).where(*mine)
-                .values(state="due", due_at=bindparam("due"), lease_owner=None,
-                        lease_until=None, updated_at=now),
-                [{"mid": o.message_id,
-                  "due": now + timedelta(seconds=o.retry_after or 0)} for o in retry],
-            )
-        if not accepted:
-            writer.flush()
-            return writer.effects
-        conn.execute(
-            update(attempts).where(*mine)
-            .values(state="sent", sent_at=now, parts_count=bindparam("parts"),
-                    lease_owner=None, lease_until=None, updated_at=now),
-            [{"mid": o.message_id, "parts": o.parts_count} for o in accepted],
-        )
-        # The newest submission owns an upstream id: SMSCs restart, wrap or reset their counters.
-        refs = {(channel_of[o.message_id], ref): (o.message_id, part)
-                for o in accepted for part, ref in enumerate(o.provider_refs)}
+            conn.execute(S.requeue_sending, [
+                {"mid": u.outcome.message_id, "owner": u.owner, "now": now,
+                 "due": now + timedelta(seconds=u.outcome.retry_after or 0)} for u in retry])
+        if accepted:
+            conn.execute(S.mark_sent, [
+                {"mid": u.outcome.message_id, "owner": u.owner, "now": now,
+                 "parts": u.outcome.parts_count} for u in accepted])
+        refs: dict[tuple[str, str], tuple[str, int, datetime | None]] = {
+            (u.channel, ref): (u.outcome.message_id, part, u.submitted_at)
+            for u in accepted for part, ref in enumerate(u.outcome.provider_refs)}
         if refs:
-            conn.execute(self._upsert_refs(), [
+            conn.execute(S.UPSERT_REFS[self.db.is_sqlite], [
                 {"channel": c, "ref": r, "attempt_id": a, "part": p}
-                for (c, r), (a, p) in refs.items()])
-            if submitted_at is not None:
-                conn.execute(delete(unmatched_reports).where(
-                    tuple_(unmatched_reports.c.channel, unmatched_reports.c.ref).in_(list(refs)),
-                    unmatched_reports.c.created_at < submitted_at))
-        writer.sent([o.message_id for o in accepted if o.status is None])
-        writer.apply([Report(channel=channel_of[o.message_id], status=o.status,
-                             message_id=o.message_id, err=o.err, error=o.error,
-                             occurred_at=now)
-                      for o in accepted if o.status is not None])
-        writer.rematch(list(refs))
+                for (c, r), (a, p, _) in refs.items()])
+        writer.sent([u.outcome.message_id for u in accepted if u.outcome.status is None])
+        writer.apply([Report(channel=u.channel, status=u.outcome.status,
+                             message_id=u.outcome.message_id, err=u.outcome.err,
+                             error=u.outcome.error, occurred_at=now)
+                      for u in accepted if u.outcome.status is not None])
+        writer.rematch(list(refs), since={key: value[2] for key, value in refs.items()})
         writer.flush()
-        return writer.effects
-
-    def _upsert_refs(self) -> Any:
-        dialect_insert = sqlite_insert if self.db.is_sqlite else postgresql_insert
-        statement = dialect_insert(provider_refs)
-        return statement.on_conflict_do_update(
-            index_elements=[provider_refs.c.channel, provider_refs.c.ref],
-            set_={"attempt_id": statement.excluded.attempt_id, "part": statement.excluded.part,
-                  "status": None, "err": None})
+        return [writer.effects] * len(submissions)
 
     def _refused(self, kind: str, what: str, error: Exception, rule: str) -> None:
         log.error("the database refused %s (%s); %s", what, describe(error), rule)
@@ -621,41 +627,39 @@ class Store:
             self.metrics.unit_failures.labels(kind).inc()
 
     async def apply_reports(self, reports: Sequence[Report], now: datetime) -> Effects:
-        """Apply status reports in one transaction; a report the database refuses on its own is
-        logged and dropped, so an upstream does not redeliver it forever."""
-        effects = Effects()
+        """Apply status reports; committed when this returns. A report the database refuses on
+        its own is logged and dropped, so an upstream does not redeliver it forever."""
         if not reports:
-            return effects
-
-        def work(conn: Connection, units: Sequence[Report]) -> None:
-            nonlocal effects
-            writer = StatusWriter(conn, self.report_builder, now, self.db.notify)
-            writer.apply(units)
-            writer.flush()
-            effects |= writer.effects
-
-        for report, error in await write_each(self.db, reports, work):
+            return Effects()
+        written = await self.writer.submit(self._reports_op, reports, now)
+        for report, error in written.refused:
             self._refused("report", f"a {report.status} report for "
                           f"{report.message_id or report.provider_ref}", error, "dropping it")
-        return effects
+        return written.value or Effects()
+
+    def _apply_reports(self, conn: Connection, submissions: Sequence[Submission[Report, datetime]]
+                       ) -> list[Effects]:
+        writer = StatusWriter(conn, self.report_builder, max(s.context for s in submissions),
+                              self.db.notify)
+        writer.apply([r for s in submissions for r in s.units])
+        writer.flush()
+        return [writer.effects] * len(submissions)
 
     async def expire_attempts(self, now: datetime, limit: int = 1000) -> int:
         """Attempts past their deadline without success become EXPIRED (err 2)."""
-        def work(conn: Connection) -> int:
-            ids = list(conn.execute(
-                select(attempts.c.id, attempts.c.channel)
-                .where(attempts.c.state.in_(("due", "sent")), attempts.c.deadline <= now)
-                .limit(limit).with_for_update(skip_locked=True)
-            ).all())
-            if not ids:
-                return 0
+        written = await self.writer.submit(self._expire_op, [limit], now)
+        return written.value or 0
+
+    def _expire(self, conn: Connection, submissions: Sequence[Submission[int, datetime]]
+                ) -> list[int]:
+        now = submissions[0].context
+        ids = list(conn.execute(S.expired_attempts, {"now": now, "limit": submissions[0].units[0]}))
+        if ids:
             writer = StatusWriter(conn, self.report_builder, now, self.db.notify)
             writer.apply([Report(channel=c, status=Status.EXPIRED, message_id=i, err=2,
                                  occurred_at=now) for i, c in ids])
             writer.flush()
-            return len(ids)
-
-        return await self.db.write(work)
+        return [len(ids)]
 
     async def release_expired_leases(self, now: datetime, dead_owners: Sequence[str] = ()
                                      ) -> dict[str, tuple[str, int]]:
@@ -736,55 +740,44 @@ class Store:
                              ) -> list[ClaimedWebhook]:
         """Lease due webhooks; a report waits while an earlier one of the same message is pending,
         so that each message's reports arrive in order."""
-        earlier = webhooks.alias("earlier")
+        written = await self.writer.submit(self._claim_webhooks_op, [(limit, lease_seconds)], now)
+        return written.value or []
 
-        def work(conn: Connection) -> list[ClaimedWebhook]:
-            due = (select(webhooks.c.id)
-                   .where(webhooks.c.state == "pending", webhooks.c.next_try_at <= now,
-                          or_(webhooks.c.lease_until.is_(None), webhooks.c.lease_until < now),
-                          ~exists().where(earlier.c.order_key == webhooks.c.order_key,
-                                          earlier.c.state == "pending",
-                                          earlier.c.id < webhooks.c.id))
-                   .order_by(webhooks.c.next_try_at, webhooks.c.id)
-                   .limit(limit).with_for_update(skip_locked=True))
-            rows = conn.execute(
-                update(webhooks).where(webhooks.c.id.in_(due.scalar_subquery()))
-                .values(lease_until=now + timedelta(seconds=lease_seconds))
-                .returning(webhooks.c.id, webhooks.c.account_id, webhooks.c.kind, webhooks.c.url,
-                           webhooks.c.body, webhooks.c.headers, webhooks.c.tries)
-            ).all()
-            return sorted((ClaimedWebhook(id=r[0], account_id=r[1], kind=r[2], url=r[3],
-                                          body=bytes(r[4]), headers=r[5] or {}, tries=r[6])
-                           for r in rows), key=lambda w: w.id)
-
-        return await self.db.write(work)
+    @staticmethod
+    def _claim_webhooks(conn: Connection,
+                        submissions: Sequence[Submission[tuple[int, float], datetime]]
+                        ) -> list[list[ClaimedWebhook]]:
+        now, ((limit, lease_seconds),) = submissions[0].context, submissions[0].units
+        rows = conn.execute(S.claim_webhooks, {
+            "now": now, "limit": limit, "lease_until": now + timedelta(seconds=lease_seconds)})
+        return [sorted((ClaimedWebhook(id=r[0], account_id=r[1], kind=r[2], url=r[3],
+                                       body=bytes(r[4]), headers=r[5] or {}, tries=r[6])
+                        for r in rows), key=lambda w: w.id)]
 
     async def finish_webhooks(self, results: Sequence[WebhookResult], now: datetime) -> None:
         if not results:
             return
-
-        def work(conn: Connection, units: Sequence[WebhookResult]) -> None:
-            done = [r.id for r in units if r.delivered]
-            if done:
-                conn.execute(update(webhooks).where(webhooks.c.id.in_(done)).values(
-                    state="done", tries=webhooks.c.tries + 1, done_at=now, lease_until=None,
-                    last_error=None))
-            failed = [r for r in units if not r.delivered]
-            if failed:
-                conn.execute(
-                    update(webhooks).where(webhooks.c.id == bindparam("wid")).values(
-                        state=bindparam("new_state"), tries=webhooks.c.tries + bindparam("inc"),
-                        next_try_at=bindparam("next_try"), lease_until=None,
-                        last_error=bindparam("message")),
-                    [{"wid": r.id, "new_state": "dead" if r.give_up else "pending",
-                      "inc": 0 if r.deferred else 1,
-                      "next_try": now + timedelta(seconds=r.retry_in),
-                      "message": (r.error or "")[:500]} for r in failed],
-                )
-
-        for result, error in await write_each(self.db, results, work):
+        written = await self.writer.submit(self._webhook_results_op, results, now)
+        for result, error in written.refused:
             self._refused("webhook_result", f"the result of webhook {result.id}", error,
                           "it is tried again when its lease runs out")
+
+    @staticmethod
+    def _finish_webhooks(conn: Connection,
+                         submissions: Sequence[Submission[WebhookResult, datetime]]) -> list[None]:
+        for submission in submissions:
+            now = submission.context
+            done = [r.id for r in submission.units if r.delivered]
+            if done:
+                conn.execute(S.webhooks_delivered, {"ids": done, "now": now})
+            failed = [r for r in submission.units if not r.delivered]
+            if failed:
+                conn.execute(S.webhooks_failed, [
+                    {"wid": r.id, "new_state": "dead" if r.give_up else "pending",
+                     "inc": 0 if r.deferred else 1,
+                     "next_try": now + timedelta(seconds=r.retry_in),
+                     "message": (r.error or "")[:500]} for r in failed])
+        return [None] * len(submissions)
 
     async def next_webhook_time(self) -> datetime | None:
         def work(conn: Connection) -> datetime | None:
@@ -835,18 +828,21 @@ class Store:
                     drafts.append((account.id, message_id, draft))
 
         units = [(row, [d for d in drafts if d[1] == row["id"]]) for row in rows]
-
-        def work(conn: Connection, batch: Sequence[tuple[dict[str, Any], list[Any]]]) -> None:
-            conn.execute(insert(inbound_messages), [row for row, _ in batch])
-            queued = [draft for _, unit_drafts in batch for draft in unit_drafts]
-            if queued:
-                enqueue_webhooks(conn, queued, now)
-                self.db.notify(conn)
-
-        for (row, _), error in await write_each(self.db, units, work):
+        written = await self.writer.submit(self._inbound_op, units, now)
+        for (row, _), error in written.refused:
             self._refused("inbound", f"inbound message {row['id']} on {row['channel']}", error,
                           "dropping it")
         return ids
+
+    def _store_inbound(self, conn: Connection,
+                       submissions: Sequence[Submission[InboundUnit, datetime]]) -> list[None]:
+        conn.execute(insert(inbound_messages), [row for s in submissions for row, _ in s.units])
+        for submission in submissions:
+            queued = [draft for _, unit_drafts in submission.units for draft in unit_drafts]
+            if queued:
+                enqueue_webhooks(conn, queued, submission.context)
+                self.db.notify(conn)
+        return [None] * len(submissions)
 
     async def _owners(self, recipients: list[str]) -> dict[str, Account]:
         def work(conn: Connection) -> list[tuple[str, int]]:

@@ -15,20 +15,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, delete, insert, select, tuple_, update
+from sqlalchemy import Connection
 
 from omnirelay.core.fallback import Next, apply_status, combine_parts
 from omnirelay.core.reports import ReportContext, WebhookDraft
 from omnirelay.core.statuses import Status
-from omnirelay.store.tables import (
-    accounts,
-    attempts,
-    omnimessages,
-    provider_refs,
-    status_events,
-    unmatched_reports,
-    webhooks,
-)
+from omnirelay.store import statements as S
 
 log = logging.getLogger(__name__)
 
@@ -59,20 +51,9 @@ class Report:
     occurred_at: datetime | None = None
 
 
-def _attempt_rows(conn: Connection, ids: Sequence[str], lock: bool,
-                  surfaces_except: str | None = None) -> dict[str, dict[str, Any]]:
-    query = (select(attempts, omnimessages.c.surface, omnimessages.c.dlr_url.label("om_dlr_url"),
-                    omnimessages.c.text_store, omnimessages.c.extra, omnimessages.c.variants,
-                    accounts.c.dlr_url.label("account_dlr_url"))
-             .join(omnimessages, omnimessages.c.id == attempts.c.omnimessage_id)
-             .join(accounts, accounts.c.id == attempts.c.account_id)
-             .where(attempts.c.id.in_(list(ids))).order_by(attempts.c.id))
-    if surfaces_except is not None:
-        query = query.where(omnimessages.c.surface != surfaces_except)
-    if lock:
-        # Locking in one order (by id) everywhere keeps concurrent writers from deadlocking.
-        query = query.with_for_update(of=attempts)
-    return {row["id"]: dict(row) for row in conn.execute(query).mappings()}
+def _attempt_rows(conn: Connection, statement: Any, ids: Sequence[str]
+                  ) -> dict[str, dict[str, Any]]:
+    return {row["id"]: dict(row) for row in conn.execute(statement, {"ids": list(ids)}).mappings()}
 
 
 class StatusWriter:
@@ -101,8 +82,8 @@ class StatusWriter:
             resolved.extend(self._resolve_refs(by_ref))
         if not resolved:
             return
-        rows = _attempt_rows(self.conn, list({r.message_id for r in resolved if r.message_id}),
-                             lock=True)
+        rows = _attempt_rows(self.conn, S.attempt_rows_locked,
+                             sorted({r.message_id for r in resolved if r.message_id}))
         for report in resolved:
             row = rows.get(report.message_id or "")
             if row is None:
@@ -119,32 +100,33 @@ class StatusWriter:
         event; Messente reports statuses only."""
         if not ids:
             return
-        for row in _attempt_rows(self.conn, ids, lock=False, surfaces_except="messente").values():
+        for row in _attempt_rows(self.conn, S.attempt_rows_not_messente, ids).values():
             self._draft(row, "sent", self.now)
 
-    def rematch(self, keys: Sequence[tuple[str, str]]) -> None:
-        """Apply parked receipts whose refs are now known."""
+    def rematch(self, keys: Sequence[tuple[str, str]],
+                since: dict[tuple[str, str], datetime | None] | None = None) -> None:
+        """Apply parked receipts whose refs are now known. With `since` (ref -> when its new
+        holder's submission began), a receipt parked before then cannot be the new holder's: it
+        is dropped, never applied to a message it does not belong to."""
         if not keys:
             return
-        condition = tuple_(unmatched_reports.c.channel, unmatched_reports.c.ref).in_(list(keys))
-        rows = self.conn.execute(select(unmatched_reports).where(condition)
-                                 .order_by(unmatched_reports.c.id)).mappings().all()
+        rows = self.conn.execute(S.parked_for_keys, {"keys": list(keys)}).mappings().all()
         if not rows:
             return
-        self.conn.execute(delete(unmatched_reports).where(
-            unmatched_reports.c.id.in_([r["id"] for r in rows])))
+        self.conn.execute(S.delete_parked, {"ids": [r["id"] for r in rows]})
+        since = since or {}
+        kept = [r for r in rows if (start := since.get((r["channel"], r["ref"]))) is None
+                or r["created_at"] >= start]
         self.apply([Report(channel=r["channel"], status=r["status"], provider_ref=r["ref"],
                            err=r["err"], error=r["error"], occurred_at=r["occurred_at"])
-                    for r in rows])
+                    for r in kept])
 
     def _resolve_refs(self, reports: list[Report]) -> list[Report]:
         """Map upstream refs to attempts, park what cannot be matched yet, and combine the parts
         of multi-part messages into one status per attempt."""
         keys = {(r.channel, r.provider_ref) for r in reports}
         found = {(row[0], row[1]): row[2] for row in self.conn.execute(
-            select(provider_refs.c.channel, provider_refs.c.ref, provider_refs.c.attempt_id)
-            .where(tuple_(provider_refs.c.channel, provider_refs.c.ref).in_(list(keys)))
-        ).all()}
+            S.refs_for_keys, {"keys": list(keys)}).all()}
         parked: list[dict[str, Any]] = []
         part_updates: list[dict[str, Any]] = []
         last: dict[str, Report] = {}
@@ -159,19 +141,13 @@ class StatusWriter:
             part_updates.append({"c": key[0], "r": key[1], "s": report.status, "e": report.err})
             last[found[key]] = report
         if parked:
-            self.conn.execute(insert(unmatched_reports), parked)
+            self.conn.execute(S.park_reports, parked)
         if part_updates:
-            self.conn.execute(
-                update(provider_refs).where(provider_refs.c.channel == bindparam("c"),
-                                            provider_refs.c.ref == bindparam("r"))
-                .values(status=bindparam("s"), err=bindparam("e")), part_updates)
+            self.conn.execute(S.set_part_status, part_updates)
         if not last:
             return []
         parts: dict[str, list[Status | None]] = {}
-        for attempt_id, status in self.conn.execute(
-                select(provider_refs.c.attempt_id, provider_refs.c.status)
-                .where(provider_refs.c.attempt_id.in_(list(last)))
-                .order_by(provider_refs.c.attempt_id, provider_refs.c.part)):
+        for attempt_id, status in self.conn.execute(S.part_statuses, {"ids": list(last)}):
             parts.setdefault(attempt_id, []).append(Status(status) if status else None)
         resolved: list[Report] = []
         for attempt_id, report in last.items():
@@ -238,49 +214,31 @@ class StatusWriter:
     def flush(self) -> None:
         conn, now = self.conn, self.now
         if self.finished:
-            conn.execute(
-                update(attempts).where(attempts.c.id == bindparam("mid"))
-                .values(status=bindparam("status"), err=bindparam("err"),
-                        error=bindparam("error"), state="done", lease_owner=None,
-                        lease_until=None, updated_at=now),
-                sorted(self.finished.values(), key=lambda v: v["mid"]))
+            conn.execute(S.finish_attempts, [{**v, "now": now} for v in
+                                             sorted(self.finished.values(), key=lambda v: v["mid"])])
         if self.progressed:
-            conn.execute(
-                update(attempts).where(attempts.c.id == bindparam("mid"))
-                .values(status=bindparam("status"), err=bindparam("err"),
-                        error=bindparam("error"), updated_at=now),
-                sorted(self.progressed.values(), key=lambda v: v["mid"]))
+            conn.execute(S.progress_attempts, [{**v, "now": now} for v in
+                                               sorted(self.progressed.values(),
+                                                      key=lambda v: v["mid"])])
         if self.skip_after:
-            conn.execute(
-                update(attempts).where(attempts.c.omnimessage_id == bindparam("om"),
-                                       attempts.c.seq > bindparam("after"),
-                                       attempts.c.state == "waiting")
-                .values(state="skipped", updated_at=now),
-                [{"om": om, "after": seq} for om, seq in sorted(self.skip_after.items())])
+            conn.execute(S.skip_later_variants, [{"om": om, "after": seq, "now": now}
+                                                 for om, seq in sorted(self.skip_after.items())])
         if self.start_after:
             self._start_next_variants()
         if self.ended:
-            conn.execute(update(omnimessages).where(omnimessages.c.id == bindparam("om"))
-                         .values(state="done", updated_at=now),
-                         [{"om": om} for om in sorted(self.ended)])
+            conn.execute(S.end_omnimessages, [{"om": om, "now": now} for om in sorted(self.ended)])
             forget = [{"om": om} for om, store in self.ended.items() if store != "plaintext"]
             if forget:
-                conn.execute(update(attempts).where(attempts.c.omnimessage_id == bindparam("om"))
-                             .values(content=None), forget)
+                conn.execute(S.forget_content, forget)
         if self.events:
-            conn.execute(insert(status_events), self.events)
+            conn.execute(S.insert_status_events, self.events)
         if self.drafts:
             enqueue_webhooks(conn, self.drafts, now)
         if self.drafts or self.start_after:
             self.notify(conn)
 
     def _start_next_variants(self) -> None:
-        waiting = self.conn.execute(
-            select(attempts.c.id, attempts.c.omnimessage_id, attempts.c.seq,
-                   attempts.c.validity_seconds)
-            .where(attempts.c.omnimessage_id.in_(list(self.start_after)),
-                   attempts.c.state == "waiting")
-            .order_by(attempts.c.omnimessage_id, attempts.c.seq)).all()
+        waiting = self.conn.execute(S.waiting_variants, {"oms": list(self.start_after)}).all()
         starts: dict[str, dict[str, Any]] = {}
         for attempt_id, omnimessage_id, seq, validity in waiting:
             if omnimessage_id not in starts and seq > self.start_after[omnimessage_id]:
@@ -291,17 +249,13 @@ class StatusWriter:
             if omnimessage_id not in self.skip_after:
                 self.ended.pop(omnimessage_id, None)
         if starts:
-            self.conn.execute(
-                update(attempts).where(attempts.c.id == bindparam("mid"),
-                                       attempts.c.state == "waiting")
-                .values(state="due", due_at=self.now, deadline=bindparam("deadline"),
-                        updated_at=self.now),
-                sorted(starts.values(), key=lambda v: v["mid"]))
+            self.conn.execute(S.start_variants, [{**v, "now": self.now} for v in
+                                                 sorted(starts.values(), key=lambda v: v["mid"])])
 
 
 def enqueue_webhooks(conn: Connection, drafts: Sequence[tuple[int, str, WebhookDraft]],
                      now: datetime) -> None:
-    conn.execute(insert(webhooks), [
+    conn.execute(S.insert_webhooks, [
         {"account_id": account_id, "order_key": order_key, "kind": d.kind, "url": d.url,
          "body": d.body, "headers": {}, "state": "pending", "tries": 0, "next_try_at": now,
          "created_at": now}
