@@ -8,6 +8,7 @@ so SQLite serves one process; PostgreSQL serves any number of processes on any n
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import random
 import sqlite3
@@ -18,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
 import psycopg.errors
 from sqlalchemy import Connection, create_engine, event, text
 from sqlalchemy.engine import Engine
@@ -69,6 +71,7 @@ class Database:
             self.engine: Engine = create_engine(
                 url, pool_size=pool_size, max_overflow=0, pool_timeout=timeout,
                 connect_args={"check_same_thread": False, "timeout": timeout},
+                json_serializer=_json_dumps, json_deserializer=orjson.loads,
             )
             event.listen(self.engine, "connect", _sqlite_pragmas)
         else:
@@ -79,6 +82,7 @@ class Database:
             self.engine = create_engine(
                 url, pool_size=pool_size, max_overflow=4, pool_pre_ping=True,
                 pool_timeout=timeout, connect_args=connect_args,
+                json_serializer=_json_dumps, json_deserializer=orjson.loads,
             )
         # Threads block on the database, not the CPU, so a few more than the pool is right.
         self._executor = ThreadPoolExecutor(max_workers=pool_size + 4,
@@ -167,6 +171,15 @@ class Database:
     def dispose(self) -> None:
         self.engine.dispose()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _json_dumps(value: Any) -> str:
+    # orjson: JSON columns are written and read on every attempt; the stdlib's json was a
+    # measurable share of each batch. The stdlib takes what orjson cannot (integers past 64 bits).
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False)
 
 
 def _describe(exc: DBAPIError) -> str:
