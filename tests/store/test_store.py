@@ -287,3 +287,33 @@ async def test_upstream_ids_are_purged_once_their_attempt_ended_long_ago(runtime
     assert await runtime.store.purge_provider_refs(utcnow() - timedelta(hours=1)) == 0
     assert await runtime.store.purge_provider_refs(utcnow() + timedelta(seconds=1)) == 1
     assert await rows(runtime, provider_refs.c.ref) == [("r2",)], "a live attempt keeps its ids"
+
+
+async def test_rows_written_through_the_driver_read_back_as_sqlalchemy_writes_them(
+        runtime: Runtime) -> None:
+    """The busiest inserts skip SQLAlchemy's parameter processing (store.statements.Raw); what
+    they store must read back exactly as SQLAlchemy's own types would have stored it."""
+    from datetime import datetime
+
+    from omnirelay.store.queries import NewAttempt, NewOmnimessage
+    from omnirelay.store.tables import omnimessages
+
+    account = await create_account(runtime)
+    now = datetime(2026, 12, 1, 9, 5, 7)  # no microseconds: the case a lax format gets wrong
+    later = datetime(2026, 12, 2, 10, 0, 0, 123456)
+    content = {"text": "Tere, ütle ✓", "udh": None, "nested": {"n": [1, 2.5, True]}}
+    await runtime.store.insert_omnimessages([NewOmnimessage(
+        id="aaaaaaaa-0000-4000-8000-000000000001", account_id=account.id, surface="messente",
+        to=TO, priority=1, time_to_send=later, dlr_url=None, text_store="plaintext",
+        attempts=(NewAttempt("aaaaaaaa-0000-4000-8000-000000000002", 0, "sms", "Acme", content,
+                             60),), extra=None)], now)
+    (row,) = await rows(runtime, attempts.c.id, attempts.c.content, attempts.c.due_at,
+                        attempts.c.deadline, attempts.c.updated_at)
+    assert row[1:] == (content, later, later + timedelta(seconds=60), now)
+    (message,) = await rows(runtime, omnimessages.c.id, omnimessages.c.time_to_send,
+                            omnimessages.c.created_at, omnimessages.c.extra)
+    assert message[1:] == (later, now, None)
+    # and SQLAlchemy's comparisons order them as datetimes
+    assert await runtime.store.claim_due_attempts("w", 10, 30, now) == []
+    claimed = await runtime.store.claim_due_attempts("w", 10, 30, later)
+    assert [c.message_id for c in claimed] == [row[0]]

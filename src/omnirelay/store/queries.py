@@ -410,8 +410,8 @@ class Store:
                         if first else None,
                         "updated_at": now,
                     })
-        conn.execute(S.insert_omnimessages, message_rows)
-        conn.execute(S.insert_attempts, attempt_rows)
+        S.insert_omnimessages.run(conn, message_rows, sqlite=self.db.is_sqlite)
+        S.insert_attempts.run(conn, attempt_rows, sqlite=self.db.is_sqlite)
         self.db.notify(conn)
         return [None] * len(submissions)
 
@@ -602,16 +602,16 @@ class Store:
                 {"mid": u.outcome.message_id, "owner": u.owner, "now": now,
                  "due": now + timedelta(seconds=u.outcome.retry_after or 0)} for u in retry])
         if accepted:
-            conn.execute(S.mark_sent, [
+            S.mark_sent.run(conn, [
                 {"mid": u.outcome.message_id, "owner": u.owner, "now": now,
-                 "parts": u.outcome.parts_count} for u in accepted])
+                 "parts": u.outcome.parts_count} for u in accepted], sqlite=self.db.is_sqlite)
         refs: dict[tuple[str, str], tuple[str, int, datetime | None]] = {
             (u.channel, ref): (u.outcome.message_id, part, u.submitted_at)
             for u in accepted for part, ref in enumerate(u.outcome.provider_refs)}
         if refs:
-            conn.execute(S.UPSERT_REFS[self.db.is_sqlite], [
-                {"channel": c, "ref": r, "attempt_id": a, "part": p}
-                for (c, r), (a, p, _) in refs.items()])
+            S.upsert_refs.run(conn, [{"channel": c, "ref": r, "attempt_id": a, "part": p}
+                                     for (c, r), (a, p, _) in refs.items()],
+                              sqlite=self.db.is_sqlite)
         writer.sent([u.outcome.message_id for u in accepted if u.outcome.status is None])
         writer.apply([Report(channel=u.channel, status=u.outcome.status,
                              message_id=u.outcome.message_id, err=u.outcome.err,

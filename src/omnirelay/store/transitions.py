@@ -60,6 +60,7 @@ class StatusWriter:
     def __init__(self, conn: Connection, report_builder: ReportBuilder, now: datetime,
                  notify: Callable[[Connection], None]) -> None:
         self.conn = conn
+        self.sqlite = conn.dialect.name == "sqlite"
         self.build = report_builder
         self.now = now
         self.notify = notify
@@ -143,7 +144,7 @@ class StatusWriter:
         if parked:
             self.conn.execute(S.park_reports, parked)
         if part_updates:
-            self.conn.execute(S.set_part_status, part_updates)
+            S.set_part_status.run(self.conn, part_updates, sqlite=self.sqlite)
         if not last:
             return []
         parts: dict[str, list[Status | None]] = {}
@@ -214,8 +215,8 @@ class StatusWriter:
     def flush(self) -> None:
         conn, now = self.conn, self.now
         if self.finished:
-            conn.execute(S.finish_attempts, [{**v, "now": now} for v in
-                                             sorted(self.finished.values(), key=lambda v: v["mid"])])
+            S.finish_attempts.run(conn, [{**v, "now": now} for v in sorted(
+                self.finished.values(), key=lambda v: v["mid"])], sqlite=self.sqlite)
         if self.progressed:
             conn.execute(S.progress_attempts, [{**v, "now": now} for v in
                                                sorted(self.progressed.values(),
@@ -226,12 +227,13 @@ class StatusWriter:
         if self.start_after:
             self._start_next_variants()
         if self.ended:
-            conn.execute(S.end_omnimessages, [{"om": om, "now": now} for om in sorted(self.ended)])
+            S.end_omnimessages.run(conn, [{"om": om, "now": now} for om in sorted(self.ended)],
+                                   sqlite=self.sqlite)
             forget = [{"om": om} for om, store in self.ended.items() if store != "plaintext"]
             if forget:
                 conn.execute(S.forget_content, forget)
         if self.events:
-            conn.execute(S.insert_status_events, self.events)
+            S.insert_status_events.run(conn, self.events, sqlite=self.sqlite)
         if self.drafts:
             enqueue_webhooks(conn, self.drafts, now)
         if self.drafts or self.start_after:

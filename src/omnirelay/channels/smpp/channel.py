@@ -78,7 +78,10 @@ def validity_period(deadline: datetime | None) -> str:
     """SMPP absolute time in UTC, YYMMDDhhmmsstnnp with t=0, nn=00, p='+'."""
     if deadline is None:
         return ""
-    return deadline.astimezone(UTC).strftime("%y%m%d%H%M%S") + "000+"
+    at = deadline.astimezone(UTC) if deadline.tzinfo is not None else deadline
+    # formatted by hand: strftime was a visible share of every submit
+    return (f"{at.year % 100:02d}{at.month:02d}{at.day:02d}{at.hour:02d}{at.minute:02d}"
+            f"{at.second:02d}000+")
 
 
 class SmppChannel:

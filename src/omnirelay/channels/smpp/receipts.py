@@ -27,6 +27,7 @@ Receipt ids are normalised by `normalize_message_id` (see there) exactly as subm
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -85,22 +86,25 @@ def parse_text(text: str) -> dict[str, str]:
         fields["text"] = text[cut.end():]
         text = text[: cut.start()]
     for match in _FIELD.finditer(text):
-        key = re.sub(r"[ _]?date$", " date", match["key"].lower())
-        fields.setdefault(key, match["value"].strip())
+        fields.setdefault(_field_name(match["key"]), match["value"].strip())
     return fields
 
 
+@functools.lru_cache(maxsize=64)
+def _field_name(key: str) -> str:
+    return re.sub(r"[ _]?date$", " date", key.lower())
+
+
 def _date(value: str | None) -> datetime | None:
-    if not value or not value.isdigit():
+    """YYMMDDhhmm[ss] as UTC; sliced by hand, strptime cost more than the rest of a receipt."""
+    if not value or not value.isdigit() or len(value) not in (10, 12):
         return None
     try:
-        if len(value) == 12:
-            return datetime.strptime(value, "%y%m%d%H%M%S").replace(tzinfo=UTC)
-        if len(value) == 10:
-            return datetime.strptime(value, "%y%m%d%H%M").replace(tzinfo=UTC)
+        return datetime(2000 + int(value[0:2]), int(value[2:4]), int(value[4:6]),
+                        int(value[6:8]), int(value[8:10]),
+                        int(value[10:12]) if len(value) == 12 else 0, tzinfo=UTC)
     except ValueError:
         return None
-    return None
 
 
 def read_receipt(message: pdu.ShortMessage) -> Receipt | None:
