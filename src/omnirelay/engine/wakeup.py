@@ -40,6 +40,10 @@ class Wakeup:
                 event.set()
 
 
+# NOTIFY payload -> the topics it wakes; an unknown or empty payload wakes every loop
+_NOTIFIED = {"attempts": (ATTEMPTS, DEADLINES), "webhooks": (WEBHOOKS,)}
+
+
 def wake_for(wakeup: Wakeup, effects: Effects) -> None:
     """Wake the loops a write gave work: a started variant is due and has a deadline."""
     if effects.attempts:
@@ -61,8 +65,8 @@ async def listen_postgres(dsn: str, wakeup: Wakeup, stopping: asyncio.Event) -> 
         try:
             async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
                 await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
-                async for _ in conn.notifies():
-                    wakeup.wake()
+                async for notice in conn.notifies():
+                    wakeup.wake(*_NOTIFIED.get(notice.payload, ()))
                     if stopping.is_set():
                         return
         except (psycopg.Error, OSError) as exc:

@@ -163,14 +163,19 @@ class Database:
     def run_read_sync(self, work: Callable[[Connection], T]) -> T:
         return self._run(work, False)
 
-    def notify(self, conn: Connection) -> None:
-        """Tell other processes new work is due (PostgreSQL); delivered at commit."""
+    def notify(self, conn: Connection, topic: str = "") -> None:
+        """Tell other processes new work is due (PostgreSQL); delivered at commit. The payload
+        names the kind of work ("attempts", "webhooks"), so that each process wakes only the
+        loop that has some; PostgreSQL folds identical notifications of one transaction."""
         if not self.is_sqlite:
-            conn.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+            conn.execute(_NOTIFY, {"topic": topic})
 
     def dispose(self) -> None:
         self.engine.dispose()
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+_NOTIFY = text("SELECT pg_notify('" + NOTIFY_CHANNEL + "', :topic)")
 
 
 def _json_dumps(value: Any) -> str:

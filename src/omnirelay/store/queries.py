@@ -412,7 +412,7 @@ class Store:
                     })
         S.insert_omnimessages.run(conn, message_rows, sqlite=self.db.is_sqlite)
         S.insert_attempts.run(conn, attempt_rows, sqlite=self.db.is_sqlite)
-        self.db.notify(conn)
+        self.db.notify(conn, "attempts")
         return [None] * len(submissions)
 
     # reading -------------------------------------------------------------------------------
@@ -841,7 +841,7 @@ class Store:
             queued = [draft for _, unit_drafts in submission.units for draft in unit_drafts]
             if queued:
                 enqueue_webhooks(conn, queued, submission.context)
-                self.db.notify(conn)
+                self.db.notify(conn, "webhooks")
         return [None] * len(submissions)
 
     async def _owners(self, recipients: list[str]) -> dict[str, Account]:

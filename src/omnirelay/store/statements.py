@@ -136,7 +136,11 @@ _UNMATCHED_KEY = tuple_(unmatched_reports.c.channel, unmatched_reports.c.ref)
 
 
 def _attempt_rows(lock: bool) -> Any:
-    query = (select(attempts, omnimessages.c.surface, omnimessages.c.dlr_url.label("om_dlr_url"),
+    # Only what a transition reads: each datetime column left out is a parse per row saved.
+    a = attempts.c
+    query = (select(a.id, a.omnimessage_id, a.account_id, a.seq, a.channel, a.sender, a.to,
+                    a.content, a.state, a.status, a.err, a.error, a.parts_count,
+                    omnimessages.c.surface, omnimessages.c.dlr_url.label("om_dlr_url"),
                     omnimessages.c.text_store, omnimessages.c.extra, omnimessages.c.variants,
                     accounts.c.dlr_url.label("account_dlr_url"))
              .join(omnimessages, omnimessages.c.id == attempts.c.omnimessage_id)

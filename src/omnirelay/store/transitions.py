@@ -58,7 +58,7 @@ def _attempt_rows(conn: Connection, statement: Any, ids: Sequence[str]
 
 class StatusWriter:
     def __init__(self, conn: Connection, report_builder: ReportBuilder, now: datetime,
-                 notify: Callable[[Connection], None]) -> None:
+                 notify: Callable[[Connection, str], None]) -> None:
         self.conn = conn
         self.sqlite = conn.dialect.name == "sqlite"
         self.build = report_builder
@@ -236,8 +236,9 @@ class StatusWriter:
             S.insert_status_events.run(conn, self.events, sqlite=self.sqlite)
         if self.drafts:
             enqueue_webhooks(conn, self.drafts, now)
-        if self.drafts or self.start_after:
-            self.notify(conn)
+            self.notify(conn, "webhooks")
+        if self.start_after:
+            self.notify(conn, "attempts")
 
     def _start_next_variants(self) -> None:
         waiting = self.conn.execute(S.waiting_variants, {"oms": list(self.start_after)}).all()
