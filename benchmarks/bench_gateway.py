@@ -127,9 +127,11 @@ def rss_mb(pid: int) -> float:
 
 
 def message(i: int) -> dict[str, Any]:
-    # The trailing 0 keeps clear of the failure suffixes of both the sandbox (999x, 998x) and the
-    # SMSC simulator (992-999), so every message is meant to be delivered.
-    return {"to": f"+372555{i % 9000:04d}0", "messages": [{"channel": "sms", "text": f"code {i}"}]}
+    # Every message is meant to be delivered: the last four digits are never the sandbox's
+    # 998x/999x (the three before the trailing 0 stay below 900), and the last three never the
+    # SMSC simulator's 992-999.
+    return {"to": f"+3725{(i // 900) % 1000:03d}{i % 900:03d}0",
+            "messages": [{"channel": "sms", "text": f"code {i}"}]}
 
 
 async def run_single(port: int, auth: str, n: int, concurrency: int) -> tuple[float, list[float], list[str]]:
