@@ -207,7 +207,8 @@ webhooks = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", DateTime, nullable=False),
     Column("done_at", DateTime, nullable=True),
-    Index("ix_webhooks_due", "state", "next_try_at"),
+    # id last: the claim walks this index in (next_try_at, id) order and stops at its limit
+    Index("ix_webhooks_due", "state", "next_try_at", "id"),
     Index("ix_webhooks_order", "order_key", "id"),
 )
 
