@@ -227,7 +227,7 @@ async def main(args: argparse.Namespace) -> None:
     command = [sys.executable, "-m", "omnirelay.cli", "serve", "--config", str(config)]
     if args.api_only or args.worker_processes:
         command.append("--no-workers")
-    if args.api_processes > 1:
+    if args.api_processes > 1 or os.environ.get("BENCH_REUSE_PORT"):
         command.append("--reuse-port")
     gateway = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     more_api = [subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)

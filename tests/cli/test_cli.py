@@ -111,3 +111,21 @@ def test_account_replacement_table_drives_autoconvert_and_smart_encoding(tmp_pat
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_a_shared_port_answers_without_waiting_for_delayed_acks() -> None:
+    """serve --reuse-port binds its own socket; uvloop does not set TCP_NODELAY on sockets it did
+    not bind, so the listener carries it (accepted sockets inherit it on Linux)."""
+    import socket
+
+    from omnirelay.cli import _listening_socket
+
+    listener = _listening_socket("127.0.0.1", 0)
+    try:
+        client = socket.create_connection(listener.getsockname())
+        accepted, _ = listener.accept()
+        assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        accepted.close()
+        client.close()
+    finally:
+        listener.close()
