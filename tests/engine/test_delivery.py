@@ -114,6 +114,27 @@ def test_silent_channel_expires_after_its_ttl_then_the_next_runs(gateway: LiveSe
     assert (report["statuses"][0]["status"], report["statuses"][0]["err"]) == ("EXPIRED", 2)
 
 
+def test_expiry_sleeps_until_the_deadline_instead_of_polling(gateway: LiveServer) -> None:
+    """Expiry used to open a write transaction every 250 ms; it now looks at the nearest deadline
+    and sleeps until then (or until new work brings a nearer one)."""
+    store = gateway.runtime.store
+    real = store.expire_attempts
+    passes: list[int] = []
+
+    async def counted(*args: Any, **kwargs: Any) -> int:
+        expired = await real(*args, **kwargs)
+        passes.append(expired)
+        return expired
+
+    store.expire_attempts = counted  # type: ignore[method-assign]
+    account = gateway.call(create_account(gateway.runtime))
+    sent = send(gateway, account, {"to": "+37255519980", "messages": [
+        {"channel": "viber", "text": "v", "ttl": 3}, {"channel": "sms", "text": "s"}]})
+    wait_until(lambda: attempt_states(gateway, sent["omnimessage_id"])[0][2] == "EXPIRED")
+    # 3 s of waiting took one pass that expired it (a second may find a deadline due but locked)
+    assert 1 <= len(passes) <= 2 and sum(passes) == 1, passes
+
+
 def test_every_channel_fails(gateway: LiveServer) -> None:
     account = gateway.call(create_account(gateway.runtime))
     sent = send(gateway, account, {"to": "+37255519993", "messages": CHAIN})
