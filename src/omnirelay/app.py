@@ -46,12 +46,14 @@ class Gateway(FastAPI):
     exception middleware: about an eighth of the process's time under load). Their errors are
     answered by the same handlers as FastAPI's, so nothing a client sees changes."""
 
-    fast_routes: list[routing.LeanRoute]
+    fast_routes_by_method: dict[str, list[routing.LeanRoute]]
     fast_errors: list[tuple[type[Exception], ErrorHandler]]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
-            for route in self.fast_routes:
+            # Only routes of this method can match in full; a path that matches a route of another
+            # method goes on to FastAPI, which answers 405 in the surface's format.
+            for route in self.fast_routes_by_method.get(scope["method"], ()):
                 match, child = route.matches(scope)
                 if match is Match.FULL:
                     scope.update(child)
@@ -159,7 +161,11 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool =
         address only your monitoring reaches, or filter /metrics at the proxy."""
         return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
-    app.fast_routes = [r for r in app.router.routes if isinstance(r, routing.LeanRoute)]
+    app.fast_routes_by_method = {}
+    for route in app.router.routes:
+        if isinstance(route, routing.LeanRoute):
+            for method in route.methods or ():
+                app.fast_routes_by_method.setdefault(method, []).append(route)
     # The most specific first, as Starlette would match them; the rest is FastAPI's.
     app.fast_errors = [(StoreUnavailable, store_unavailable),  # type: ignore[list-item]
                        (StarletteHTTPException, http_error),  # type: ignore[list-item]
