@@ -115,8 +115,8 @@ def test_silent_channel_expires_after_its_ttl_then_the_next_runs(gateway: LiveSe
 
 
 def test_expiry_sleeps_until_the_deadline_instead_of_polling(gateway: LiveServer) -> None:
-    """Expiry used to open a write transaction every 250 ms; it now looks at the nearest deadline
-    and sleeps until then (or until new work brings a nearer one)."""
+    """Expiry used to open a write transaction every 250 ms; it now reads the nearest deadline
+    (at most every engine.poll_interval) and writes only when one has passed."""
     store = gateway.runtime.store
     real = store.expire_attempts
     passes: list[int] = []

@@ -19,8 +19,6 @@ log = logging.getLogger(__name__)
 # After being woken, expiry waits this long before looking again, so that a busy accept path
 # costs one read per tick rather than one per wake-up; deadlines fire within this of their time.
 EXPIRY_TICK = 0.25
-# With nothing to expire and no wake-up, look again after this long (a safety net only).
-EXPIRY_SAFETY_NET = 30.0
 UNMATCHED_KEEP = timedelta(days=3)
 WEBHOOK_KEEP = timedelta(days=1)
 
@@ -48,8 +46,11 @@ class Maintenance:
                 # Due but locked by another worker's expiry pass: let that one finish.
                 await asyncio.sleep(EXPIRY_TICK)
                 continue
-            delay = EXPIRY_SAFETY_NET if nearest is None else (nearest - now).total_seconds()
-            await wait(self._new_deadlines, min(delay, EXPIRY_SAFETY_NET))
+            # The safety net is engine.poll_interval, as for the dispatcher: a read, not a write
+            # transaction, and a wake-up that went missing costs at most that much lateness.
+            safety_net = self.settings.poll_interval
+            delay = safety_net if nearest is None else (nearest - now).total_seconds()
+            await wait(self._new_deadlines, min(delay, safety_net))
             if not stopping.is_set():
                 await asyncio.sleep(EXPIRY_TICK)
 
