@@ -6,11 +6,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from omnirelay.channels.base import OutboundMessage, SendResult
@@ -23,7 +22,6 @@ from tests.support import (
     WebhookReceiver,
     create_account,
     make_settings,
-    start_live_server,
     wait_until,
 )
 
@@ -40,14 +38,6 @@ class RecordingSandbox(SandboxChannel):
     async def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
         self.log.extend(batch)
         return await super().send(batch)
-
-
-@pytest.fixture
-def gateway(database_url: str, receiver: WebhookReceiver) -> Iterator[LiveServer]:
-    live = start_live_server(make_settings(
-        database_url, webhooks={"backoff_base": 0.2, "backoff_factor": 1.5, "jitter": 0.1}))
-    yield live
-    live.stop()
 
 
 def send(live: LiveServer, account: Any, payload: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -100,14 +99,6 @@ async def test_the_back_off_grows_while_a_task_keeps_failing() -> None:
     gaps = [b - a for a, b in itertools.pairwise(stamps)]
     assert gaps[0] < gaps[3], gaps
     assert supervisor.failing() == []  # stopped, not restarting
-
-
-@pytest.fixture
-def gateway(database_url: str, receiver: WebhookReceiver) -> Iterator[LiveServer]:
-    live = start_live_server(make_settings(
-        database_url, webhooks={"backoff_base": 0.2, "backoff_factor": 1.5, "jitter": 0.1}))
-    yield live
-    live.stop()
 
 
 def send(live: LiveServer, account: Any, to: str = TO) -> str:
