@@ -107,3 +107,24 @@ async def test_routing_by_prefix_with_failover(sink: RecordingSink) -> None:
             assert later.retry_after is not None and later.status is None
         finally:
             await channel.stop()
+
+
+async def test_stopping_unbinds_every_session_before_closing(sink: RecordingSink) -> None:
+    """SMSCs that limit binds per system_id refuse a quick restart after a bare close
+    (ESME_RALYBND); a stop unbinds each session and waits for unbind_resp."""
+    async with SmscSimulator(port=0, receipt_delay=0.01) as smsc:
+        channel = make_channel(connector("pair", smsc.port, bind="transmitter+receiver"),
+                               connector("trx", smsc.port))
+        await channel.start(sink)
+        await channel.wait_ready(5)
+        for _ in range(200):
+            if smsc.stats.binds == 3:
+                break
+            await asyncio.sleep(0.01)
+        assert smsc.stats.binds == 3
+        await channel.stop()
+        for _ in range(200):
+            if smsc.snapshot()["sessions"] == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert (smsc.stats.unbinds, smsc.stats.closed_without_unbind) == (3, 0)

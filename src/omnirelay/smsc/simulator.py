@@ -81,6 +81,8 @@ class Stats:
     receipts_sent: int = 0
     inbound_sent: int = 0
     drops: int = 0
+    unbinds: int = 0  # sessions that ended with unbind
+    closed_without_unbind: int = 0  # bound sessions that just went away (an ESME that crashed)
     by_system_id: dict[str, int] = field(default_factory=lambda: defaultdict(int))
 
 
@@ -173,6 +175,7 @@ class SmscSimulator:
         """Abort every connection now (as a network failure would); returns how many."""
         sessions = list(self._sessions)
         for session in sessions:
+            session.dropped = True
             session.abort()
         self.stats.drops += len(sessions)
         return len(sessions)
@@ -189,6 +192,7 @@ class SmscSimulator:
             "binds": stats.binds, "bind_failures": stats.bind_failures, "submitted": stats.submitted,
             "rejected": stats.rejected, "throttled": stats.throttled, "queue_full": stats.queue_full,
             "receipts_sent": stats.receipts_sent, "inbound_sent": stats.inbound_sent, "drops": stats.drops,
+            "unbinds": stats.unbinds, "closed_without_unbind": stats.closed_without_unbind,
             "receipts_pending": sum(len(queue) for queue in self._pending.values()),
             "sessions": len(self._sessions), "submitted_by_system_id": dict(stats.by_system_id),
             "next_id": self._next_id + 1,
@@ -204,6 +208,9 @@ class SmscSimulator:
 
     async def _watch(self, session: SmppSession) -> None:
         await session.closed
+        if session.bind_command is not None and not (session.unbound or session.dropped
+                                                     or self._stopped):
+            self.stats.closed_without_unbind += 1
         self._sessions.discard(session)
         receivers = self._receivers.get(session.system_id)
         if receivers and session in receivers:
@@ -216,6 +223,7 @@ class SmscSimulator:
             session.submits_received += 1
             if self.drop_after is not None and session.submits_received >= self.drop_after:
                 self.stats.drops += 1
+                session.dropped = True
                 session.abort()  # the submit is left unanswered: its fate is unknown to the ESME
                 return
             self._on_submit(session, sequence, frame)
@@ -224,6 +232,8 @@ class SmscSimulator:
         elif command in pdu.BIND_COMMANDS:
             self._on_bind(session, command, sequence, frame)
         elif command == pdu.Command.UNBIND:
+            self.stats.unbinds += 1
+            session.unbound = True
             session.respond(pdu.Command.UNBIND_RESP, sequence)
             session.close()
         else:

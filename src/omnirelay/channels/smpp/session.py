@@ -38,6 +38,8 @@ class SmppSession(asyncio.Protocol):
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.pdus_received = 0
         self.submits_received = 0  # counted by the simulator
+        self.unbound = False  # the peer sent unbind (the simulator counts clean ends)
+        self.dropped = False  # the simulator dropped this link on purpose
         # Set by the owner once bound; informational (the simulator reads it).
         self.system_id = ""
         self.bind_command: int | None = None
