@@ -54,12 +54,8 @@ class Supervisor:
         self.backoff_max = backoff_max
         self.states: dict[str, TaskState] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Set by stop(); every supervised loop is given this event and ends when it is set.
         self.stopping_event = asyncio.Event()
-
-    @property
-    def stopping(self) -> bool:
-        """Set by stop(); every supervised loop is given this event and ends when it is set."""
-        return self.stopping_event.is_set()
 
     def spawn(self, name: str, factory: TaskFactory) -> str:
         """Run `factory()` until the supervisor stops, restarting it whenever it fails. Returns

@@ -114,7 +114,7 @@ class Database:
                 # psycopg files lost lock races under OperationalError too: test for them first.
                 lost_race = isinstance(exc.orig, RETRYABLE)
                 if not lost_race and unavailable(exc):
-                    raise StoreUnavailable(_describe(exc)) from exc
+                    raise StoreUnavailable(describe(exc)) from exc
                 if not lost_race or attempt == MAX_TRIES:
                     raise
                 log.info("transaction lost a lock race (%s); running it again",
@@ -158,10 +158,7 @@ class Database:
             finally:
                 probe.close()
             return
-        self.run_read_sync(lambda conn: conn.execute(text("SELECT 1")).scalar_one())
-
-    def run_read_sync(self, work: Callable[[Connection], T]) -> T:
-        return self._run(work, False)
+        self._run(lambda conn: conn.execute(text("SELECT 1")).scalar_one(), False)
 
     def notify(self, conn: Connection, topic: str = "") -> None:
         """Tell other processes new work is due (PostgreSQL); delivered at commit. The payload
@@ -187,10 +184,12 @@ def _json_dumps(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False)
 
 
-def _describe(exc: DBAPIError) -> str:
-    """The driver's message, first line only (PostgreSQL's carry hints and context below)."""
-    message = str(exc.orig) if exc.orig is not None else str(exc)
-    return (message.strip().splitlines() or [type(exc).__name__])[0]
+def describe(exc: BaseException) -> str:
+    """The driver's message, first line only: PostgreSQL's carry hints and context below it, and
+    SQLAlchemy appends the statement and its parameters (which can hold message text)."""
+    orig = getattr(exc, "orig", None)
+    message = str(orig if orig is not None else exc).strip()
+    return (message.splitlines() or [type(orig or exc).__name__])[0][:200]
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

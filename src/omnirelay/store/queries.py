@@ -35,7 +35,7 @@ from omnirelay.core.secrets import SecretBox
 from omnirelay.core.statuses import Err, Status
 from omnirelay.metrics import Metrics
 from omnirelay.store import statements as S
-from omnirelay.store.database import Database
+from omnirelay.store.database import Database, describe
 from omnirelay.store.tables import (
     accounts,
     attempts,
@@ -56,7 +56,7 @@ from omnirelay.store.transitions import (
     StatusWriter,
     enqueue_webhooks,
 )
-from omnirelay.store.writer import Op, Submission, Writer, describe
+from omnirelay.store.writer import Op, Submission, Writer
 
 __all__ = ["Report", "Store"]
 
@@ -410,8 +410,8 @@ class Store:
                         if first else None,
                         "updated_at": now,
                     })
-        S.insert_omnimessages.run(conn, message_rows, sqlite=self.db.is_sqlite)
-        S.insert_attempts.run(conn, attempt_rows, sqlite=self.db.is_sqlite)
+        S.insert_omnimessages.run(conn, message_rows)
+        S.insert_attempts.run(conn, attempt_rows)
         self.db.notify(conn, "attempts")
         return [None] * len(submissions)
 
@@ -604,14 +604,13 @@ class Store:
         if accepted:
             S.mark_sent.run(conn, [
                 {"mid": u.outcome.message_id, "owner": u.owner, "now": now,
-                 "parts": u.outcome.parts_count} for u in accepted], sqlite=self.db.is_sqlite)
+                 "parts": u.outcome.parts_count} for u in accepted])
         refs: dict[tuple[str, str], tuple[str, int, datetime | None]] = {
             (u.channel, ref): (u.outcome.message_id, part, u.submitted_at)
             for u in accepted for part, ref in enumerate(u.outcome.provider_refs)}
         if refs:
             S.upsert_refs.run(conn, [{"channel": c, "ref": r, "attempt_id": a, "part": p}
-                                     for (c, r), (a, p, _) in refs.items()],
-                              sqlite=self.db.is_sqlite)
+                                     for (c, r), (a, p, _) in refs.items()])
         writer.sent([u.outcome.message_id for u in accepted if u.outcome.status is None])
         writer.apply([Report(channel=u.channel, status=u.outcome.status,
                              message_id=u.outcome.message_id, err=u.outcome.err,

@@ -15,13 +15,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, bindparam, delete, exists, insert, or_, select, tuple_, update
+from sqlalchemy import Connection, Table, bindparam, delete, exists, insert, or_, select, tuple_, update
 
 from omnirelay.store.tables import (
     accounts,
     attempts,
     omnimessages,
     provider_refs,
+    status_events,
     unmatched_reports,
     webhooks,
 )
@@ -41,9 +42,10 @@ class Raw:
         self.postgresql = _PARAM.sub(
             lambda m: f"CAST(%({m[1]})s AS json)" if m[1] in self.json else f"%({m[1]})s", sql)
 
-    def run(self, conn: Connection, rows: Sequence[dict[str, Any]], *, sqlite: bool) -> None:
+    def run(self, conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
+        sqlite = conn.dialect.name == "sqlite"
         if self.times or self.json:
             rows = [self._convert(dict(row), sqlite) for row in rows]
         conn.exec_driver_sql(self.sqlite if sqlite else self.postgresql, list(rows))
@@ -72,18 +74,27 @@ def sqlite_time(value: datetime | None) -> str | None:
 
 # --- accepting ---------------------------------------------------------------------------------
 
-insert_omnimessages = Raw(
-    "INSERT INTO omnimessages (id, account_id, surface, \"to\", state, priority, time_to_send, "
-    "dlr_url, text_store, variants, extra, created_at, updated_at) VALUES (:id, :account_id, "
-    ":surface, :to, :state, :priority, :time_to_send, :dlr_url, :text_store, :variants, :extra, "
-    ":created_at, :updated_at)",
+def raw_insert(table: Table, columns: Sequence[str], *, times: Iterable[str] = (),
+               json: Iterable[str] = ()) -> Raw:
+    """INSERT INTO table (columns) VALUES (:columns), each parameter named after its column."""
+    names = ", ".join(f'"{table.c[c].name}"' for c in columns)  # KeyError for a typo
+    values = ", ".join(f":{c}" for c in columns)
+    # the names are the schema's own (tables.py), never input
+    return Raw(f"INSERT INTO {table.name} ({names}) VALUES ({values})",  # noqa: S608
+               times=times, json=json)
+
+
+insert_omnimessages = raw_insert(
+    omnimessages, ("id", "account_id", "surface", "to", "state", "priority", "time_to_send",
+                     "dlr_url", "text_store", "variants", "extra", "created_at", "updated_at"),
     times=("time_to_send", "created_at", "updated_at"), json=("extra",))
-insert_attempts = Raw(
-    "INSERT INTO attempts (id, omnimessage_id, account_id, seq, channel, sender, \"to\", content, "
-    "content_sha256, validity_seconds, state, priority, due_at, deadline, tries, updated_at) "
-    "VALUES (:id, :omnimessage_id, :account_id, :seq, :channel, :sender, :to, :content, "
-    ":content_sha256, :validity_seconds, :state, :priority, :due_at, :deadline, 0, :updated_at)",
+insert_attempts = raw_insert(
+    attempts, ("id", "omnimessage_id", "account_id", "seq", "channel", "sender", "to", "content",
+                 "content_sha256", "validity_seconds", "state", "priority", "due_at", "deadline",
+                 "updated_at"),
     times=("due_at", "deadline", "updated_at"), json=("content",))
+insert_status_events = raw_insert(status_events, ("attempt_id", "status", "err", "created_at"),
+                                  times=("created_at",))
 
 # --- the dispatch queue ------------------------------------------------------------------------
 
@@ -183,9 +194,7 @@ end_omnimessages = Raw("UPDATE omnimessages SET state = 'done', updated_at = :no
                        "WHERE id = :om", times=("now",))
 forget_content = (update(attempts).where(attempts.c.omnimessage_id == bindparam("om"))
                   .values(content=None))
-insert_status_events = Raw(
-    "INSERT INTO status_events (attempt_id, status, err, created_at) "
-    "VALUES (:attempt_id, :status, :err, :created_at)", times=("created_at",))
+
 waiting_variants = (select(attempts.c.id, attempts.c.omnimessage_id, attempts.c.seq,
                            attempts.c.validity_seconds)
                     .where(attempts.c.omnimessage_id.in_(bindparam("oms", expanding=True)),

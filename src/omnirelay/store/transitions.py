@@ -60,7 +60,6 @@ class StatusWriter:
     def __init__(self, conn: Connection, report_builder: ReportBuilder, now: datetime,
                  notify: Callable[[Connection, str], None]) -> None:
         self.conn = conn
-        self.sqlite = conn.dialect.name == "sqlite"
         self.build = report_builder
         self.now = now
         self.notify = notify
@@ -144,7 +143,7 @@ class StatusWriter:
         if parked:
             self.conn.execute(S.park_reports, parked)
         if part_updates:
-            S.set_part_status.run(self.conn, part_updates, sqlite=self.sqlite)
+            S.set_part_status.run(self.conn, part_updates)
         if not last:
             return []
         parts: dict[str, list[Status | None]] = {}
@@ -216,7 +215,7 @@ class StatusWriter:
         conn, now = self.conn, self.now
         if self.finished:
             S.finish_attempts.run(conn, [{**v, "now": now} for v in sorted(
-                self.finished.values(), key=lambda v: v["mid"])], sqlite=self.sqlite)
+                self.finished.values(), key=lambda v: v["mid"])])
         if self.progressed:
             conn.execute(S.progress_attempts, [{**v, "now": now} for v in
                                                sorted(self.progressed.values(),
@@ -227,13 +226,12 @@ class StatusWriter:
         if self.start_after:
             self._start_next_variants()
         if self.ended:
-            S.end_omnimessages.run(conn, [{"om": om, "now": now} for om in sorted(self.ended)],
-                                   sqlite=self.sqlite)
+            S.end_omnimessages.run(conn, [{"om": om, "now": now} for om in sorted(self.ended)])
             forget = [{"om": om} for om, store in self.ended.items() if store != "plaintext"]
             if forget:
                 conn.execute(S.forget_content, forget)
         if self.events:
-            S.insert_status_events.run(conn, self.events, sqlite=self.sqlite)
+            S.insert_status_events.run(conn, self.events)
         if self.drafts:
             enqueue_webhooks(conn, self.drafts, now)
             self.notify(conn, "webhooks")

@@ -87,7 +87,6 @@ class Writer:
         self._queue: deque[_Pending] = deque()
         self._draining = False
         self._drainer: asyncio.Task[None] | None = None
-        self.transactions = 0  # for benchmarks and tests: how many commits the writer made
 
     async def submit(self, op: Op[U, C, R], units: Sequence[U], context: C) -> Written[U, R]:
         """Queue `units` and wait until they are committed. Raises StoreUnavailable when the
@@ -117,7 +116,6 @@ class Writer:
                         if not pending.future.done():
                             pending.future.set_exception(exc)
                     continue
-                self.transactions += 1
                 for pending, result in zip(batch, results, strict=True):
                     if pending.future.done():
                         continue
@@ -151,29 +149,24 @@ class Writer:
             by_op.setdefault(pending.op.name, []).append(pending)
         for group in sorted(by_op.values(), key=lambda g: g[0].op.order):
             op = group[0].op
-            if not careful:
-                try:
-                    if op.merge:
-                        values = self._checked(op, [p.submission for p in group],
-                                               op.run(conn, [p.submission for p in group]))
-                        for pending, value in zip(group, values, strict=True):
-                            results[id(pending)] = Written(value)
-                    else:
-                        for pending in group:
-                            (value,) = self._checked(op, [pending.submission],
-                                                     op.run(conn, [pending.submission]))
-                            results[id(pending)] = Written(value)
-                except Exception as exc:
-                    if unavailable(exc):
-                        raise
-                    raise _Refused from exc
-                continue
-            if op.merge:
-                self._run_group(conn, op, group, results)
-            else:
-                for pending in group:
-                    self._run_group(conn, op, [pending], results)
+            for part in [group] if op.merge else [[pending] for pending in group]:
+                if careful:
+                    self._run_group(conn, op, part, results)
+                else:
+                    self._run_straight(conn, op, part, results)
         return [results[id(pending)] for pending in batch]
+
+    def _run_straight(self, conn: Connection, op: Op[Any, Any, Any], group: list[_Pending],
+                      results: dict[int, Written[Any, Any] | Exception]) -> None:
+        submissions = [p.submission for p in group]
+        try:
+            values = self._checked(op, submissions, op.run(conn, submissions))
+        except Exception as exc:
+            if unavailable(exc):
+                raise
+            raise _Refused from exc
+        for pending, value in zip(group, values, strict=True):
+            results[id(pending)] = Written(value)
 
     def _run_group(self, conn: Connection, op: Op[Any, Any, Any], group: list[_Pending],
                    results: dict[int, Written[Any, Any] | Exception]) -> None:
@@ -194,10 +187,10 @@ class Writer:
     def _alone(self, conn: Connection, op: Op[Any, Any, Any], pending: _Pending,
                error: Exception) -> Written[Any, Any] | Exception:
         units = pending.submission.units
-        if not op.isolated_units or len(units) <= 1:
-            if op.isolated_units:
-                return Written(None, [(units[0], error)] if units else [])
+        if not op.isolated_units:
             return error
+        if len(units) <= 1:
+            return Written(None, [(unit, error) for unit in units])
         written: Written[Any, Any] = Written(None)
         for unit in units:
             try:
@@ -231,10 +224,3 @@ class Writer:
 class _Refused(Exception):
     """Part of a batch written straight through was refused: write it again carefully."""
 
-
-def describe(exc: BaseException) -> str:
-    """One line for a log: the driver's first line, without the statement and parameters that
-    SQLAlchemy appends (they can hold message text)."""
-    orig = getattr(exc, "orig", None)
-    text = str(orig if orig is not None else exc).strip()
-    return f"{type(orig or exc).__name__}: {(text.splitlines() or [''])[0][:200]}"
