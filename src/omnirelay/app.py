@@ -13,10 +13,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from starlette.routing import Match, Mount, Router
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from omnirelay import __version__
-from omnirelay.api import messente, routing, twilio
+from omnirelay.api import history, messente, routing, twilio
 from omnirelay.api.errors import error_response
 from omnirelay.channels.base import HasWebhookRoutes
 from omnirelay.runtime import Runtime
@@ -50,18 +50,48 @@ class Gateway(FastAPI):
     fast_errors: list[tuple[type[Exception], ErrorHandler]]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            # Only routes of this method can match in full; a path that matches a route of another
-            # method goes on to FastAPI, which answers 405 in the surface's format.
-            for route in self.fast_routes_by_method.get(scope["method"], ()):
-                match, child = route.matches(scope)
-                if match is Match.FULL:
-                    scope.update(child)
-                    scope["app"] = self
-                    response = await self._answer(route, Request(scope, receive))
-                    await response(scope, receive, send)
-                    return
-        await super().__call__(scope, receive, send)
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        # Only routes of this method can match in full; a path that matches a route of another
+        # method goes on to FastAPI, which answers 405 in the surface's format.
+        for route in self.fast_routes_by_method.get(scope["method"], ()):
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                scope.update(child)
+                scope["app"] = self
+                response = await self._answer(route, Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        answered = False
+
+        async def tracked(message: Message) -> None:
+            nonlocal answered
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                answered = True
+
+        try:
+            await super().__call__(scope, receive, tracked)
+        except Exception:
+            # Starlette's outermost middleware has logged it (through `unexpected`) and answered,
+            # then re-raises it for the server, and uvicorn would log it again and close the
+            # connection. Only a response cut short needs that.
+            if not answered:
+                raise
+
+    def formatter_for(self, path: str) -> ErrorFormatter:
+        for prefix, formatter in self.state.error_formatters:
+            if path.startswith(prefix):
+                return formatter  # type: ignore[no-any-return]
+        return messente_error
+
+    def refusal(self, path: str, status: int, detail: str) -> Response:
+        """An answer for a request the HTTP server refused before it reached the app (too
+        large, too slow), in the format of the surface its path belongs to."""
+        scope: Scope = {"type": "http", "method": "GET", "path": path, "query_string": b"",
+                 "headers": [], "scheme": "http", "server": None, "root_path": ""}
+        return self.formatter_for(path)(Request(scope), status, detail)
 
     async def _answer(self, route: routing.LeanRoute, request: Request) -> Response:
         try:
@@ -99,6 +129,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool =
     app.state.error_formatters = []
     app.router.routes.extend(messente.build_routes("/v1"))
     app.router.routes.extend(messente.build_routes(include_in_schema=False))
+    app.router.routes.extend(history.build_routes("/v1"))
     twilio.install(app, runtime)
     routing.document(app)  # the surfaces are Starlette routes, which FastAPI does not document
 
@@ -108,16 +139,21 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool =
             app.router.routes.append(Mount(f"/webhooks/{name}", app=Router(routed.routes())))
 
     def formatter_for(request: Request) -> ErrorFormatter:
-        for prefix, formatter in app.state.error_formatters:
-            if request.url.path.startswith(prefix):
-                return formatter  # type: ignore[no-any-return]
-        return messente_error
+        return app.formatter_for(request.url.path)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         detail = {404: "no such resource", 405: f"method {request.method} not allowed here"}
-        return formatter_for(request)(request, exc.status_code,
-                                      detail.get(exc.status_code, str(exc.detail)))
+        response = formatter_for(request)(request, exc.status_code,
+                                          detail.get(exc.status_code, str(exc.detail)))
+        response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            # Starlette names the methods of the first route on the path only; a path can have
+            # a route per method.
+            allowed = routing.allowed_methods(app.router.routes, request.scope)
+            if allowed:
+                response.headers["Allow"] = ", ".join(allowed)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:

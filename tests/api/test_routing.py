@@ -103,31 +103,39 @@ async def test_openapi_documents_the_operations_as_before(gateway: Any) -> None:
     assert "description" not in create  # no stand-in's docstring leaks into the schema
 
 
-@pytest.mark.parametrize("method, path", [
-    ("HEAD", "/v1/omnimessage/x/status"), ("POST", "/v1/omnimessage/x/status"),
-    ("PUT", "/v1/omnimessage"), ("GET", "/omnimessages"), ("PATCH", "/omnimessage/x")])
+@pytest.mark.parametrize("method, path, allow", [
+    ("HEAD", "/v1/omnimessage/x/status", "GET"), ("POST", "/v1/omnimessage/x/status", "GET"),
+    ("PUT", "/v1/omnimessage", "POST"), ("PUT", "/omnimessages", "POST"),
+    ("PATCH", "/omnimessage/x", "DELETE"),
+    # FastAPI's own routes
+    ("POST", "/health", "GET"), ("DELETE", "/metrics", "GET")])
 async def test_wrong_methods_answer_405_in_messente_format(gateway: Any, method: str,
-                                                           path: str) -> None:
+                                                           path: str, allow: str) -> None:
     app, _runtime, account = gateway
     async with client_for(app) as client:
         response = await client.request(method, path,
                                         auth=(account.api_username, account.api_password))
     assert response.status_code == 405
+    assert response.headers["allow"] == allow
     if method != "HEAD":
         assert response.json()["errors"][0]["code"] == "107"
 
 
-@pytest.mark.parametrize("method, path", [
-    ("HEAD", "Messages.json"), ("PUT", "Messages.json"), ("HEAD", "Messages/SMx.json"),
-    ("PATCH", "Messages/SMx.json"), ("POST", "Messages/SMx/Media.json")])
+@pytest.mark.parametrize("method, path, allow", [
+    ("HEAD", "Messages.json", "GET, POST"), ("PUT", "Messages.json", "GET, POST"),
+    ("HEAD", "Messages/SMx.json", "DELETE, GET, POST"),
+    ("PATCH", "Messages/SMx.json", "DELETE, GET, POST"),
+    ("POST", "Messages/SMx/Media.json", "GET")])
 async def test_wrong_methods_answer_405_in_twilio_format(gateway: Any, method: str,
-                                                         path: str) -> None:
+                                                         path: str, allow: str) -> None:
     app, _runtime, account = gateway
     async with client_for(app) as client:
         response = await client.request(
             method, f"/2010-04-01/Accounts/{account.twilio_account_sid}/{path}",
             auth=(account.twilio_account_sid, account.twilio_auth_token))
     assert response.status_code == 405
+    # Every method of the path, though each is a route of its own.
+    assert response.headers["allow"] == allow
     if method != "HEAD":
         assert response.json()["code"] == 20004
 

@@ -20,7 +20,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Match, Route
+from starlette.types import Scope
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -93,6 +94,17 @@ class _StandIn:
 
     def __call__(self, **_path_parameters: str) -> None:
         raise AssertionError("a documentation-only route was called")
+
+
+def allowed_methods(routes: Iterable[BaseRoute], scope: Scope) -> list[str]:
+    """The methods some route serves at the request's path (for a 405's Allow header)."""
+    allowed: set[str] = set()
+    for route in routes:
+        if isinstance(route, Route) and route.methods:
+            match, _child = route.matches(scope)
+            if match is not Match.NONE:
+                allowed |= route.methods
+    return sorted(allowed)
 
 
 def document(app: FastAPI) -> None:
