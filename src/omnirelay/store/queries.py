@@ -594,7 +594,7 @@ class Store:
         now = max(s.context for s in submissions)
         units = sorted((u for s in submissions for u in s.units),
                        key=lambda u: u.outcome.message_id)  # lock order, see transitions
-        writer = StatusWriter(conn, self.report_builder, now, self.db.notify)
+        writer = StatusWriter(conn, self.report_builder, now, self.db.notify, "submit")
         retry = [u for u in units if u.outcome.retry_after is not None]
         accepted = [u for u in units if u.outcome.retry_after is None]
         if retry:
@@ -654,7 +654,7 @@ class Store:
         now = submissions[0].context
         ids = list(conn.execute(S.expired_attempts, {"now": now, "limit": submissions[0].units[0]}))
         if ids:
-            writer = StatusWriter(conn, self.report_builder, now, self.db.notify)
+            writer = StatusWriter(conn, self.report_builder, now, self.db.notify, "expiry")
             writer.apply([Report(channel=c, status=Status.EXPIRED, message_id=i, err=2,
                                  occurred_at=now) for i, c in ids])
             writer.flush()

@@ -93,7 +93,7 @@ insert_attempts = raw_insert(
                  "content_sha256", "validity_seconds", "state", "priority", "due_at", "deadline",
                  "updated_at"),
     times=("due_at", "deadline", "updated_at"), json=("content",))
-insert_status_events = raw_insert(status_events, ("attempt_id", "status", "err", "created_at"),
+insert_status_events = raw_insert(status_events, ("attempt_id", "status", "err", "source", "created_at"),
                                   times=("created_at",))
 
 # --- the dispatch queue ------------------------------------------------------------------------

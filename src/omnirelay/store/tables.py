@@ -61,7 +61,7 @@ omnimessages = Table(
     Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
     Column("surface", String(16), nullable=False),  # "messente" or "twilio"
     Column("to", String(32), nullable=False),
-    # scheduled -> active -> done, or scheduled -> canceled
+    # accepted -> done (the chain ended), or accepted -> canceled
     Column("state", String(16), nullable=False),
     Column("priority", Integer, nullable=False),  # 0 high, 1 regular, 2 low
     Column("time_to_send", DateTime, nullable=True),
@@ -72,7 +72,9 @@ omnimessages = Table(
     Column("extra", JSON, nullable=True),
     Column("created_at", DateTime, nullable=False),
     Column("updated_at", DateTime, nullable=False),
-    Index("ix_omnimessages_account_created", "account_id", "created_at"),
+    # The history listings page through these newest first; id breaks ties in created_at.
+    Index("ix_omnimessages_account_created", "account_id", "created_at", "id"),
+    Index("ix_omnimessages_account_to", "account_id", "to", "created_at", "id"),
 )
 
 attempts = Table(
@@ -121,6 +123,8 @@ status_events = Table(
     Column("attempt_id", String(36), nullable=False, index=True),
     Column("status", String(16), nullable=False),
     Column("err", Integer, nullable=True),
+    # what said so: submit, receipt or expiry (null on rows older than the column)
+    Column("source", String(16), nullable=True),
     Column("created_at", DateTime, nullable=False),
 )
 
@@ -185,6 +189,7 @@ inbound_messages = Table(
     Column("recipient", String(64), nullable=False),
     Column("text", Text, nullable=False),
     Column("received_at", DateTime, nullable=False),
+    Index("ix_inbound_messages_account_received", "account_id", "received_at", "id"),
 )
 
 # The webhook outbox: every callback we owe a customer, written in the same transaction as the

@@ -58,8 +58,9 @@ def _attempt_rows(conn: Connection, statement: Any, ids: Sequence[str]
 
 class StatusWriter:
     def __init__(self, conn: Connection, report_builder: ReportBuilder, now: datetime,
-                 notify: Callable[[Connection, str], None]) -> None:
+                 notify: Callable[[Connection, str], None], source: str = "receipt") -> None:
         self.conn = conn
+        self.source = source  # what the status events say reported them
         self.build = report_builder
         self.now = now
         self.notify = notify
@@ -181,7 +182,7 @@ class StatusWriter:
             self.progressed[row["id"]] = {"mid": row["id"], **values}
         row.update(values)
         self.events.append({"attempt_id": row["id"], "status": outcome.status.value,
-                            "err": outcome.err, "created_at": self.now})
+                            "err": outcome.err, "source": self.source, "created_at": self.now})
         self._draft(row, "status", report.occurred_at or self.now)
         last = row["seq"] >= row["variants"] - 1
         if outcome.next is Next.END_SUCCESS:

@@ -1,0 +1,293 @@
+"""omnirelay's own history endpoints, beside the compatible surfaces: search an account's
+omnimessages, read one whole with its timeline and reports, and list inbound messages.
+
+They authenticate like the Messente surface (HTTP Basic with the API username and password),
+answer errors in Messente's format with `source` naming the parameter, and see only the caller's
+account. Mounted under /v1 only: these paths are not Messente's, so no SDK looks for them at /.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from omnirelay.api.errors import error_response, unauthorized
+from omnirelay.api.messente import account_of, json_response, runtime_of
+from omnirelay.api.routing import LeanRoute, Routes
+from omnirelay.core.history import (
+    CHANNELS,
+    MAX_LIMIT,
+    SURFACES,
+    Cursors,
+    parse_inbound_filter,
+    parse_message_filter,
+)
+from omnirelay.core.statuses import Status
+from omnirelay.core.timefmt import utcnow
+from omnirelay.core.validation import RequestError
+from omnirelay.engine.webhooks import receiver_host
+from omnirelay.store.history import (
+    AttemptSummary,
+    History,
+    InboundSummary,
+    MessageHistory,
+    MessageSummary,
+    StatusEvent,
+    WebhookSummary,
+)
+
+PRIORITIES = {0: "high", 1: "regular", 2: "low"}
+WEBHOOK_STATES = {"pending": "pending", "done": "delivered", "dead": "dead"}
+
+
+def iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def attempt_item(attempt: AttemptSummary) -> dict[str, Any]:
+    return {"channel": attempt.channel, "message_id": attempt.message_id,
+            "sender": attempt.sender, "state": attempt.state, "status": attempt.status,
+            "err": attempt.err, "error": attempt.error, "parts_count": attempt.parts_count}
+
+
+def shown_state(message: MessageSummary, now: datetime) -> str:
+    """The store keeps accepted/done/canceled; a reader wants to tell a message waiting for its
+    time_to_send from one being delivered."""
+    if message.state != "accepted":
+        return message.state
+    waiting = message.time_to_send is not None and message.time_to_send > now
+    if waiting and all(a.state in ("due", "waiting") for a in message.attempts):
+        return "scheduled"
+    return "sending"
+
+
+def message_item(message: MessageSummary) -> dict[str, Any]:
+    return {
+        "omnimessage_id": message.id, "to": message.to, "surface": message.surface,
+        "state": shown_state(message, utcnow()), "priority": PRIORITIES.get(message.priority, "regular"),
+        "created": iso(message.created_at), "time_to_send": iso(message.time_to_send),
+        "text_store": message.text_store,
+        "attempts": [attempt_item(a) for a in message.attempts],
+    }
+
+
+def timeline(attempt: AttemptSummary, events: list[StatusEvent]) -> list[dict[str, Any]]:
+    """What happened to one attempt, oldest first: the times the attempt row keeps (started by a
+    fallback, submitted, skipped or canceled) merged with its status events."""
+    entries: list[dict[str, Any]] = []
+
+    def add(at: datetime | None, event: str, source: str, status: str | None = None,
+            err: int | None = None) -> None:
+        if at is not None:
+            entries.append({"at": at, "event": event, "source": source, "status": status,
+                            "err": err})
+
+    if attempt.seq > 0 and attempt.state not in ("waiting", "skipped", "canceled"):
+        add(attempt.due_at, "started", "fallback")
+    add(attempt.sent_at, "submitted", "submit")
+    for event in events:
+        add(event.at, "status", event.source or "unknown", event.status, event.err)
+    if attempt.state == "skipped":
+        add(attempt.updated_at, "skipped", "fallback")
+    if attempt.state == "canceled":
+        add(attempt.updated_at, "canceled", "cancel")
+    entries.sort(key=lambda e: e["at"])
+    for entry in entries:
+        entry["at"] = iso(entry["at"])
+    return entries
+
+
+def report_item(report: WebhookSummary) -> dict[str, Any]:
+    state = WEBHOOK_STATES.get(report.state, report.state)
+    item: dict[str, Any] = {
+        "id": report.id, "kind": report.kind, "receiver": receiver_host(report.url),
+        "state": state, "tries": report.tries, "created": iso(report.created_at),
+        "next_try_at": iso(report.next_try_at) if state == "pending" else None,
+        "delivered_at": iso(report.done_at) if state == "delivered" else None,
+        "last_error": report.last_error,
+    }
+    item.update(_reported(report))
+    return item
+
+
+def _reported(report: WebhookSummary) -> dict[str, Any]:
+    """Which attempt and status a report speaks of, read from the body it carries."""
+    try:
+        if report.kind == "twilio":
+            form = parse_qs(report.body.decode())
+            return {"message_id": form.get("MessageSid", [None])[0],
+                    "status": form.get("MessageStatus", [None])[0]}
+        body = orjson.loads(report.body)
+    except (ValueError, UnicodeDecodeError):
+        return {"message_id": None, "status": None}
+    if not isinstance(body, dict):
+        return {"message_id": None, "status": None}
+    return {"message_id": body.get("message_id"), "status": body.get("status")}
+
+
+def history_item(history: MessageHistory) -> dict[str, Any]:
+    message = history.message
+    by_attempt: dict[str, list[StatusEvent]] = {}
+    for event in history.events:
+        by_attempt.setdefault(event.message_id, []).append(event)
+    item = message_item(message)
+    item["attempts"] = [
+        {**attempt_item(a), "content": a.content, "sent_at": iso(a.sent_at),
+         "timeline": timeline(a, by_attempt.get(a.message_id, []))}
+        for a in message.attempts]
+    item["reports"] = [report_item(r) for r in history.reports]
+    return item
+
+
+def inbound_item(inbound: InboundSummary) -> dict[str, Any]:
+    callback = inbound.callback
+    return {"id": inbound.id, "channel": inbound.channel, "from": inbound.sender,
+            "to": inbound.recipient, "text": inbound.text, "received": iso(inbound.received_at),
+            "callback": WEBHOOK_STATES.get(callback.state, callback.state)
+            if callback else "none"}
+
+
+def _plausible_id(text: str) -> bool:
+    """Ids are UUIDs; anything far from one (too long, control characters, which PostgreSQL's
+    text cannot even hold) is not found without asking the database."""
+    return 0 < len(text) <= 64 and text.isascii() and text.isprintable()
+
+
+def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "description": description,
+            "schema": schema}
+
+
+_TIME = {"type": "string", "format": "date-time"}
+_PAGING = [
+    _query("since", "created at or after (ISO 8601)", _TIME),
+    _query("until", "created before (ISO 8601)", _TIME),
+    _query("limit", f"page size, 1 to {MAX_LIMIT} (default 50)",
+           {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT}),
+    _query("next", "the cursor from the previous page", {"type": "string"}),
+]
+_ATTEMPT_FIELDS: dict[str, Any] = {
+    "channel": {"type": "string"}, "message_id": {"type": "string"},
+    "sender": {"type": "string"}, "state": {"type": "string"},
+    "status": {"type": ["string", "null"]}, "err": {"type": ["integer", "null"]},
+    "error": {"type": ["string", "null"]}, "parts_count": {"type": ["integer", "null"]}}
+_ATTEMPT = {"type": "object", "properties": _ATTEMPT_FIELDS}
+_MESSAGE_FIELDS: dict[str, Any] = {
+    "omnimessage_id": {"type": "string"}, "to": {"type": "string"},
+    "surface": {"type": "string", "enum": list(SURFACES)},
+    "state": {"type": "string", "enum": ["scheduled", "sending", "done", "canceled"]},
+    "priority": {"type": "string"}, "created": _TIME,
+    "time_to_send": {"type": ["string", "null"], "format": "date-time"},
+    "text_store": {"type": "string"}, "attempts": {"type": "array", "items": _ATTEMPT}}
+_MESSAGE = {"type": "object", "properties": _MESSAGE_FIELDS}
+
+
+def _ok(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}}
+
+
+_SEARCH_DOC: dict[str, Any] = {
+    "parameters": [
+        _query("to", "recipient, E.164", {"type": "string"}),
+        _query("channel", "has an attempt on this channel",
+               {"type": "string", "enum": list(CHANNELS)}),
+        _query("status", "has an attempt whose current status is this",
+               {"type": "string", "enum": [s.value for s in Status]}),
+        _query("surface", "the API it was sent through",
+               {"type": "string", "enum": list(SURFACES)}),
+        *_PAGING],
+    "responses": _ok({"type": "object", "properties": {
+        "omnimessages": {"type": "array", "items": _MESSAGE},
+        "next": {"type": ["string", "null"]}}}),
+}
+_ONE_DOC: dict[str, Any] = {"responses": _ok({"type": "object", "properties": {
+    **_MESSAGE_FIELDS,
+    "attempts": {"type": "array", "items": {"type": "object", "properties": {
+        **_ATTEMPT_FIELDS,
+        "content": {"type": ["object", "null"]}, "sent_at": {"type": ["string", "null"]},
+        "timeline": {"type": "array", "items": {"type": "object", "properties": {
+            "at": _TIME, "event": {"type": "string"}, "source": {"type": "string"},
+            "status": {"type": ["string", "null"]}, "err": {"type": ["integer", "null"]}}}}}}},
+    "reports": {"type": "array", "items": {"type": "object", "properties": {
+        "id": {"type": "integer"}, "kind": {"type": "string"}, "receiver": {"type": "string"},
+        "state": {"type": "string", "enum": ["pending", "delivered", "dead"]},
+        "tries": {"type": "integer"}, "next_try_at": {"type": ["string", "null"]},
+        "delivered_at": {"type": ["string", "null"]},
+        "last_error": {"type": ["string", "null"]},
+        "message_id": {"type": ["string", "null"]}, "status": {"type": ["string", "null"]}}}},
+}})}
+_INBOUND_DOC: dict[str, Any] = {
+    "parameters": [_query("from", "sender", {"type": "string"}),
+                   _query("to", "recipient (your number)", {"type": "string"}), *_PAGING],
+    "responses": _ok({"type": "object", "properties": {
+        "inbound": {"type": "array", "items": {"type": "object", "properties": {
+            "id": {"type": "string"}, "channel": {"type": "string"},
+            "from": {"type": "string"}, "to": {"type": "string"}, "text": {"type": "string"},
+            "received": _TIME,
+            "callback": {"type": "string", "enum": ["none", "pending", "delivered", "dead"]}}}},
+        "next": {"type": ["string", "null"]}}}),
+}
+
+
+def build_routes(prefix: str = "/v1") -> list[LeanRoute]:
+    routes = Routes(tags=["History"])
+    cursors: dict[str, Cursors] = {}
+
+    def cursors_for(request: Request, kind: str) -> Cursors:
+        if kind not in cursors:
+            cursors[kind] = Cursors(runtime_of(request).settings.secret_key, kind)
+        return cursors[kind]
+
+    @routes.operation("GET", "/omnimessages", summary="Search your omnimessages, newest first",
+                      openapi_extra=_SEARCH_DOC)
+    async def search(request: Request) -> Response:
+        account = await account_of(request)
+        if account is None:
+            return unauthorized()
+        codec = cursors_for(request, "omnimessages")
+        try:
+            query = parse_message_filter(dict(request.query_params), codec)
+        except RequestError as exc:
+            return error_response(exc.code, exc.detail, exc.source)
+        page = await History(runtime_of(request).db).search(account.id, query)
+        return json_response(200, {
+            "omnimessages": [message_item(m) for m in page.items],
+            "next": codec.encode(page.next) if page.next else None})
+
+    @routes.operation("GET", "/omnimessage/{omnimessage_id}",
+                      summary="One omnimessage whole: attempts, timelines and reports",
+                      openapi_extra=_ONE_DOC)
+    async def one(request: Request) -> Response:
+        omnimessage_id: str = request.path_params["omnimessage_id"]
+        account = await account_of(request)
+        if account is None:
+            return unauthorized()
+        if not _plausible_id(omnimessage_id):
+            return error_response("101", "omnimessage not found")
+        history = await History(runtime_of(request).db).omnimessage(account.id, omnimessage_id)
+        if history is None:
+            return error_response("101", f"omnimessage {omnimessage_id} not found")
+        return json_response(200, history_item(history))
+
+    @routes.operation("GET", "/inbound", summary="Your inbound messages, newest first",
+                      openapi_extra=_INBOUND_DOC)
+    async def inbound(request: Request) -> Response:
+        account = await account_of(request)
+        if account is None:
+            return unauthorized()
+        codec = cursors_for(request, "inbound")
+        try:
+            query = parse_inbound_filter(dict(request.query_params), codec)
+        except RequestError as exc:
+            return error_response(exc.code, exc.detail, exc.source)
+        page = await History(runtime_of(request).db).inbound(account.id, query)
+        return json_response(200, {
+            "inbound": [inbound_item(m) for m in page.items],
+            "next": codec.encode(page.next) if page.next else None})
+
+    return routes.mount(prefix)

@@ -1,0 +1,184 @@
+"""Looking back: the filters of the history listings, and their opaque, signed paging cursors.
+
+A page is a slice of one account's rows in (time, id) order, newest first. The cursor is the
+position after the page's last row, so rows that arrive while a client pages (they are newer)
+neither shift nor repeat what it reads next. Cursors are signed with a key derived from the
+server's secret: a client cannot forge a position, and an edited cursor answers 400 rather than
+some arbitrary page. A cursor only holds a position; every query is scoped to the caller's
+account, so another account's cursor shows nothing of its owner's.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+
+from omnirelay.core import validation as v
+from omnirelay.core.omnimessage import parse_phone_number
+from omnirelay.core.statuses import Status
+from omnirelay.core.timefmt import parse_iso8601
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+CHANNELS = ("sms", "viber", "whatsapp", "telegram", "rcs")
+SURFACES = ("messente", "twilio")
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a page ends: the last row's time and id."""
+
+    at: datetime
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageFilter:
+    to: str | None = None
+    channel: str | None = None
+    status: str | None = None
+    surface: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = DEFAULT_LIMIT
+    after: Position | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class InboundFilter:
+    sender: str | None = None
+    recipient: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = DEFAULT_LIMIT
+    after: Position | None = None
+
+
+class Cursors:
+    def __init__(self, server_key: str, kind: str) -> None:
+        # One key per listing, so a cursor of one listing is refused by the other.
+        self._key = hashlib.sha256(f"omnirelay-cursor-v1:{kind}:{server_key}".encode()).digest()
+
+    def encode(self, position: Position) -> str:
+        payload = orjson.dumps([position.at.isoformat(), position.id])
+        return _b64(payload) + "." + _b64(self._mac(payload))
+
+    def decode(self, cursor: str, source: str = "next") -> Position:
+        payload_part, _, mac_part = cursor.partition(".")
+        try:
+            payload = _unb64(payload_part)
+            good = hmac.compare_digest(_unb64(mac_part), self._mac(payload))
+        except ValueError:
+            good = False
+        if not good:
+            v.fail(source, f"{source} is not a cursor this server gave out")
+        at, ident = orjson.loads(payload)
+        return Position(datetime.fromisoformat(at), ident)
+
+    def _mac(self, payload: bytes) -> bytes:
+        return hmac.new(self._key, payload, hashlib.sha256).digest()[:16]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise ValueError("not base64") from exc
+
+
+def parse_message_filter(params: Mapping[str, str], cursors: Cursors) -> MessageFilter:
+    known = {"to", "channel", "status", "surface", "since", "until", "limit", "next"}
+    _refuse_unknown(params, known)
+    since, until = _window(params)
+    return MessageFilter(
+        to=_phone(params, "to"),
+        channel=_choice(params, "channel", CHANNELS),
+        status=_choice(params, "status", [s.value for s in Status]),
+        surface=_choice(params, "surface", SURFACES),
+        since=since, until=until, limit=_limit(params),
+        after=cursors.decode(params["next"]) if params.get("next") else None,
+    )
+
+
+def parse_inbound_filter(params: Mapping[str, str], cursors: Cursors) -> InboundFilter:
+    _refuse_unknown(params, {"from", "to", "since", "until", "limit", "next"})
+    since, until = _window(params)
+    return InboundFilter(
+        sender=_address(params, "from"), recipient=_address(params, "to"),
+        since=since, until=until, limit=_limit(params),
+        after=cursors.decode(params["next"]) if params.get("next") else None,
+    )
+
+
+def _refuse_unknown(params: Mapping[str, str], known: set[str]) -> None:
+    for name in params:
+        if name not in known:
+            v.fail(name, f"unknown filter {name!r}; known: {', '.join(sorted(known))}")
+
+
+def _phone(params: Mapping[str, str], name: str) -> str | None:
+    value = params.get(name)
+    return None if value is None else parse_phone_number(value, name)
+
+
+def _address(params: Mapping[str, str], name: str) -> str | None:
+    """Inbound parties are phone numbers, short codes or chat ids: a number is matched on its
+    E.164 form, anything else as given."""
+    value = params.get(name)
+    if value is None:
+        return None
+    _plain_text(value, name)
+    compact = value.replace(" ", "")
+    if compact.startswith("+") or (compact.isdigit() and len(compact) > 8):
+        return parse_phone_number("+" + compact.lstrip("+"), name)
+    return value
+
+
+def _choice(params: Mapping[str, str], name: str, choices: list[str] | tuple[str, ...]
+            ) -> str | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    return v.one_of(value, name, choices)
+
+
+def _window(params: Mapping[str, str]) -> tuple[datetime | None, datetime | None]:
+    since, until = _moment(params, "since"), _moment(params, "until")
+    if since is not None and until is not None and since > until:
+        v.fail("since", "since is later than until")
+    return since, until
+
+
+def _moment(params: Mapping[str, str], name: str) -> datetime | None:
+    value = params.get(name)
+    if value is None:
+        return None
+    _plain_text(value, name)
+    try:
+        return parse_iso8601(value)
+    except (ValueError, OverflowError):
+        v.fail(name, f"{name} must be an ISO 8601 date-time, e.g. 2026-12-01T09:30:00Z")
+
+
+def _limit(params: Mapping[str, str]) -> int:
+    value = params.get("limit")
+    if value is None:
+        return DEFAULT_LIMIT
+    if not value.isascii() or not value.isdigit() or not 1 <= int(value) <= MAX_LIMIT:
+        v.fail("limit", f"limit must be a whole number from 1 to {MAX_LIMIT}")
+    return int(value)
+
+
+def _plain_text(value: str, name: str) -> None:
+    if len(value) > 256 or any(ord(c) < 32 or ord(c) == 127 for c in value):
+        v.fail(name, f"{name} holds control characters or is too long")
