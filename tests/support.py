@@ -19,6 +19,7 @@ from omnirelay.config import Settings, load_settings
 from omnirelay.core import secrets
 from omnirelay.core.timefmt import utcnow
 from omnirelay.runtime import Runtime
+from omnirelay.server import uvicorn_config
 from omnirelay.store.queries import Account
 
 T = TypeVar("T")
@@ -82,7 +83,8 @@ def start_live_server(settings: Settings, install: Callable[[Any, Runtime], None
     if install is not None:
         install(app, runtime)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+    server = uvicorn.Server(uvicorn_config(app, settings.server, host="127.0.0.1", port=port,
+                                           refusal=app.refusal, log_level="warning",
                                            access_log=False, lifespan="on"))
     ready = threading.Event()
     holder: dict[str, asyncio.AbstractEventLoop] = {}

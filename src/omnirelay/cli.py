@@ -124,16 +124,17 @@ async def _serve(runtime: Runtime, workers: bool = True, reuse_port: bool = Fals
     import uvicorn
 
     from omnirelay.app import create_app
+    from omnirelay.server import uvicorn_config
 
     settings = runtime.settings
     if not settings.is_production and await runtime.store.count_accounts() == 0:
         account = await _create_account(runtime, "dev", None, "omnirelay")
         _print_credentials(account, False, "Development account created")
         console.print(f"  Messente SDK host     {settings.base_url}/v1")
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(runtime, workers=workers), host=settings.host, port=settings.port, access_log=False,
-        log_level=settings.log_level, server_header=False, loop="auto", http="auto",
-    ))
+    app = create_app(runtime, workers=workers)
+    server = uvicorn.Server(uvicorn_config(
+        app, settings.server, host=settings.host, port=settings.port, refusal=app.refusal,
+        access_log=False, log_level=settings.log_level, loop="auto"))
     sockets = [_listening_socket(settings.host, settings.port)] if reuse_port else None
     try:
         await server.serve(sockets=sockets)

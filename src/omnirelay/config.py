@@ -52,6 +52,19 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """Bounds on what one client can make the HTTP server hold: without them a single
+    connection could send an endless header line or trickle a body forever."""
+
+    max_request_line_bytes: int = 8192  # 414 beyond
+    max_header_bytes: int = 32768  # request line and headers together; 431 beyond
+    max_headers: int = 100  # 431 beyond
+    request_timeout: float = 30.0  # a whole request (head and body) once it starts; else 408
+    keep_alive_timeout: int = 5  # seconds before an idle keep-alive connection is closed
+    max_connections: int = 1000  # open connections; a request on one beyond answers 503
+
+
+@dataclass(frozen=True, slots=True)
 class SandboxSettings:
     delay_ms: int = 100  # from send to status report
     send_delay_ms: int = 0  # how long the upstream takes to accept a batch
@@ -73,6 +86,7 @@ class Settings:
     engine: EngineSettings = field(default_factory=EngineSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
     # channel name -> provider name; anything not named here is served by the sandbox.
     channels: dict[str, str] = field(default_factory=dict)
     # provider name -> its raw settings table, validated by the provider itself.
@@ -172,6 +186,7 @@ def _build(raw: dict[str, Any]) -> Settings:
     engine = _section(raw, "engine", EngineSettings)
     webhooks = _section(raw, "webhooks", WebhookSettings)
     sandbox = _section(raw, "sandbox", SandboxSettings)
+    server = _section(raw, "server", ServerSettings)
     channels = raw.pop("channels", {}) or {}
     providers = raw.pop("providers", {}) or {}
     if not isinstance(channels, dict) or not all(isinstance(v, str) for v in channels.values()):
@@ -189,13 +204,15 @@ def _build(raw: dict[str, Any]) -> Settings:
     defaults = Settings()
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if key not in Settings.__dataclass_fields__ or key in {"engine", "webhooks", "sandbox"}:
+        if key not in Settings.__dataclass_fields__ or key in {"engine", "webhooks", "sandbox",
+                                                               "server"}:
             raise ConfigError(f"unknown setting {key!r}")
         values[key] = _coerce(key, value, type(getattr(defaults, key)))
     settings = Settings(
         engine=engine,
         webhooks=webhooks,
         sandbox=sandbox,
+        server=server,
         channels=dict(channels),
         providers={k: dict(v) for k, v in providers.items()},
         **values,
@@ -220,3 +237,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("database_timeout must be a positive number of seconds")
     if settings.engine.batch_size < 1 or settings.webhooks.max_tries < 1:
         raise ConfigError("engine.batch_size and webhooks.max_tries must be positive")
+    bounds = settings.server
+    if min(bounds.max_request_line_bytes, bounds.max_header_bytes, bounds.max_headers,
+           bounds.max_connections) < 1 or min(bounds.request_timeout,
+                                              bounds.keep_alive_timeout) <= 0:
+        raise ConfigError("every [server] limit must be positive")
