@@ -11,6 +11,7 @@ import binascii
 
 from omnirelay.accounts import AccountCache
 from omnirelay.core.secrets import same_secret
+from omnirelay.core.validation import control_character
 from omnirelay.store.queries import Account
 
 _STAND_IN = "omnirelay-no-such-account-stand-in-password"
@@ -24,7 +25,9 @@ def basic_credentials(header: str | None) -> tuple[str, str] | None:
     except (binascii.Error, UnicodeDecodeError):
         return None
     username, colon, password = decoded.partition(":")
-    if not colon:
+    # A control character (NUL above all, which PostgreSQL cannot compare) is in no username
+    # or AccountSid, so it fails here rather than in the store.
+    if not colon or control_character(username) is not None:
         return None
     return username, password
 

@@ -52,6 +52,17 @@ _SEND_DOC: dict[str, Any] = {
 }
 
 
+def is_omnimessage_id(text: str) -> bool:
+    """Only an id of the form the gateway issues can exist; anything else (a NUL, which
+    PostgreSQL cannot even compare) is not found without asking the store."""
+    if len(text) != 36:
+        return False
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
+
+
 def json_response(status: int, body: Any) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
@@ -169,7 +180,8 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
         account = await account_of(request)
         if account is None:
             return unauthorized()
-        view = await runtime.store.omnimessage(account.id, omnimessage_id)
+        view = (await runtime.store.omnimessage(account.id, omnimessage_id)
+                if is_omnimessage_id(omnimessage_id) else None)
         if view is None or view.surface != "messente":
             return error_response("101", f"omnimessage {omnimessage_id} not found")
         return json_response(200, {
@@ -186,7 +198,8 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
         account = await account_of(request)
         if account is None:
             return unauthorized()
-        if not await runtime.cancel(account.id, omnimessage_id):
+        if not is_omnimessage_id(omnimessage_id) or not await runtime.cancel(account.id,
+                                                                              omnimessage_id):
             return error_response(
                 "101", f"omnimessage {omnimessage_id} not found, or already being sent")
         return json_response(202, {})

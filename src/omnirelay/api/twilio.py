@@ -169,7 +169,14 @@ async def read_form(request: Request, limit: int) -> Form:
     except UnicodeDecodeError:
         raise invalid_parameter("the form is not valid UTF-8") from None
     form: dict[str, list[str]] = {}
-    for name, value in parse_qsl(text, keep_blank_values=True):
+    try:
+        # strict: a percent-encoded byte sequence that is not UTF-8 is refused, not replaced
+        # with U+FFFD, so what is sent is what the client wrote.
+        pairs = parse_qsl(text, keep_blank_values=True, errors="strict")
+    except UnicodeDecodeError:
+        raise invalid_parameter("the form has a percent-encoded value that is not valid "
+                                "UTF-8") from None
+    for name, value in pairs:
         form.setdefault(name, []).append(value)
     return form
 

@@ -18,14 +18,17 @@ import phonenumbers
 
 from omnirelay.core import validation as v
 from omnirelay.core.sms import content_options, count_segments
-from omnirelay.core.timefmt import parse_iso8601
+from omnirelay.core.timefmt import MAX_SCHEDULE_AHEAD, parse_iso8601, utcnow
 
 PRIORITIES = {"high": 0, "regular": 1, "low": 2}
 TEXT_STORES = ("plaintext", "sha256", "nostore")
 AUTOCONVERT = {"on": "on", "off": "off", "full": "full", "true": "on", "false": "off"}
 MAX_SENDER_LENGTH = 64
+MAX_PHONE_LENGTH = 32  # with spaces; E.164 itself has at most 15 digits
 
 _COMMON = ("channel", "sender", "validity", "ttl")
+MAX_TEMPLATE_PARAMS = 100
+MAX_PARAMETER_TEXT = 32768  # WhatsApp's limit for a template's whole body
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +59,9 @@ class PlannedAttempt:
     validity_seconds: int
 
 
-def parse_omnimessage(body: Any, path: str = "") -> OmnimessageRequest:
+def parse_omnimessage(body: Any, path: str = "", now: datetime | None = None
+                      ) -> OmnimessageRequest:
+    """`now` (naive UTC, default the clock) bounds time_to_send to MAX_SCHEDULE_AHEAD."""
     data = v.fields(
         v.obj(body, path), path,
         ("to", "messages", "dlr_url", "text_store", "time_to_send", "priority"),
@@ -73,7 +78,8 @@ def parse_omnimessage(body: Any, path: str = "") -> OmnimessageRequest:
                 f"{variant.channel} appears twice in messages; each channel may appear once",
             )
         seen[variant.channel] = index
-    dlr_url = v.url(data["dlr_url"], v.join(path, "dlr_url")) if "dlr_url" in data else None
+    dlr_url = (v.url(data["dlr_url"], v.join(path, "dlr_url"), callback=True)
+               if "dlr_url" in data else None)
     text_store = (
         v.one_of(data["text_store"], v.join(path, "text_store"), TEXT_STORES)
         if "text_store" in data else "plaintext"
@@ -82,9 +88,15 @@ def parse_omnimessage(body: Any, path: str = "") -> OmnimessageRequest:
     if "time_to_send" in data:
         source = v.join(path, "time_to_send")
         try:
-            time_to_send = parse_iso8601(v.string(data["time_to_send"], source, min_length=1))
+            time_to_send = parse_iso8601(v.string(data["time_to_send"], source, min_length=1,
+                                                  max_length=64))
         except ValueError:
             v.fail(source, f"{source} must be an ISO-8601 date-time, e.g. 2030-06-22T09:05:07Z")
+        # Bounded so that the attempt's deadline (time_to_send + validity) is always storable.
+        latest = (now or utcnow()) + MAX_SCHEDULE_AHEAD
+        if time_to_send > latest:
+            v.fail(source, f"{source} must be at most {MAX_SCHEDULE_AHEAD.days} days ahead "
+                           f"(until {latest:%Y-%m-%dT%H:%M:%SZ})")
     priority = PRIORITIES["regular"]
     if "priority" in data:
         priority = PRIORITIES[v.one_of(data["priority"], v.join(path, "priority"), PRIORITIES)]
@@ -99,10 +111,11 @@ def parse_omnimessage(body: Any, path: str = "") -> OmnimessageRequest:
 
 
 def parse_phone_number(value: Any, path: str) -> str:
-    """E.164 as Messente expects: '+' and digits that form a valid number."""
-    text = v.string(value, path, min_length=1)
+    """E.164 as Messente expects: '+' and digits that form a valid number. Only ASCII digits:
+    str.isdigit() and libphonenumber also take Arabic-Indic and other scripts' digits."""
+    text = v.string(value, path, min_length=1, max_length=MAX_PHONE_LENGTH)
     compact = text.replace(" ", "")
-    if not compact.startswith("+") or not compact[1:].isdigit():
+    if not compact.startswith("+") or not compact[1:].isascii() or not compact[1:].isdigit():
         v.fail(path, f"{path} must be a phone number in E.164 format, e.g. +37251234567")
     normalised = _valid_e164(compact)
     if normalised is None:
@@ -198,7 +211,9 @@ def _validity(data: dict[str, Any], path: str) -> int | None:
 # --- SMS ---------------------------------------------------------------------------------------
 
 def _sms(content: dict[str, Any], path: str) -> None:
-    v.string(v.required(content, "text", path), v.join(path, "text"), min_length=1)
+    # Bounded by engine.max_sms_parts (check_sms_fits) and the request body size.
+    v.text(v.required(content, "text", path), v.join(path, "text"), min_length=1,
+           max_length=None)
     if "autoconvert" in content:
         source = v.join(path, "autoconvert")
         raw = content["autoconvert"]
@@ -234,7 +249,7 @@ _VIBER_COMBINATIONS = {
 
 def _viber(content: dict[str, Any], path: str) -> None:
     if "text" in content:
-        v.string(content["text"], v.join(path, "text"), min_length=1, max_length=1000)
+        v.text(content["text"], v.join(path, "text"), min_length=1, max_length=1000)
     for key in ("image_url", "button_url"):
         if key in content:
             v.url(content[key], v.join(path, key))
@@ -268,12 +283,16 @@ def _viber_video(value: Any, path: str) -> None:
 
 def _viber_template(value: Any, path: str) -> None:
     data = v.fields(v.obj(value, path), path, ("id", "lang", "params"))
-    v.string(v.required(data, "id", path), v.join(path, "id"), min_length=1)
-    v.string(v.required(data, "lang", path), v.join(path, "lang"), min_length=2)
+    v.string(v.required(data, "id", path), v.join(path, "id"), min_length=1, max_length=256)
+    v.string(v.required(data, "lang", path), v.join(path, "lang"), min_length=2, max_length=16)
     if "params" in data:
-        params = v.obj(data["params"], v.join(path, "params"))
+        params_path = v.join(path, "params")
+        params = v.obj(data["params"], params_path)
+        if len(params) > MAX_TEMPLATE_PARAMS:
+            v.fail(params_path, f"{params_path} must have at most {MAX_TEMPLATE_PARAMS} entries")
         for key, param in params.items():
-            v.string(param, v.join(v.join(path, "params"), key))
+            v.string(key, v.join(params_path, "(a name)"), min_length=1, max_length=256)
+            v.text(param, v.join(params_path, key), max_length=1024)
 
 
 def _viber_carousel(value: Any, path: str) -> None:
@@ -294,7 +313,8 @@ def _viber_carousel_item(value: Any, path: str) -> None:
 
 def _viber_button(value: Any, path: str) -> None:
     data = v.fields(v.obj(value, path), path, ("label", "action_url"))
-    v.string(v.required(data, "label", path), v.join(path, "label"), min_length=1)
+    v.string(v.required(data, "label", path), v.join(path, "label"), min_length=1,
+             max_length=30)
     v.url(v.required(data, "action_url", path), v.join(path, "action_url"))
 
 
@@ -317,8 +337,8 @@ def _whatsapp(content: dict[str, Any], path: str) -> None:
         _whatsapp_template(content[kind], kind_path)
     elif kind == "text":
         data = v.fields(v.obj(content[kind], kind_path), kind_path, ("body", "preview_url"))
-        v.string(v.required(data, "body", kind_path), v.join(kind_path, "body"), min_length=1,
-                 max_length=4096)
+        v.text(v.required(data, "body", kind_path), v.join(kind_path, "body"), min_length=1,
+               max_length=4096)
         if "preview_url" in data:
             v.boolean(data["preview_url"], v.join(kind_path, "preview_url"))
     else:
@@ -330,29 +350,31 @@ def _whatsapp(content: dict[str, Any], path: str) -> None:
                 v.boolean(item, v.join(kind_path, key))
             elif key == "link":
                 v.url(item, v.join(kind_path, key))
+            elif key == "caption":
+                v.text(item, v.join(kind_path, key), max_length=1024)
             else:
-                v.string(item, v.join(kind_path, key))
+                v.string(item, v.join(kind_path, key), max_length=256)
 
 
 def _whatsapp_template(value: Any, path: str) -> None:
     data = v.fields(v.obj(value, path), path, ("name", "language", "components"))
-    v.string(v.required(data, "name", path), v.join(path, "name"), min_length=1)
+    v.string(v.required(data, "name", path), v.join(path, "name"), min_length=1, max_length=512)
     language_path = v.join(path, "language")
     language = v.fields(v.obj(v.required(data, "language", path), language_path), language_path,
                         ("code", "policy"))
     v.string(v.required(language, "code", language_path), v.join(language_path, "code"),
-             min_length=2)
+             min_length=2, max_length=16)
     if "policy" in language:
-        v.string(language["policy"], v.join(language_path, "policy"))
+        v.string(language["policy"], v.join(language_path, "policy"), max_length=16)
     v.array(v.required(data, "components", path), v.join(path, "components"),
             _whatsapp_component)
 
 
 def _whatsapp_component(value: Any, path: str) -> None:
     data = v.fields(v.obj(value, path), path, ("type", "sub_type", "index", "parameters"))
-    v.string(v.required(data, "type", path), v.join(path, "type"), min_length=1)
+    v.string(v.required(data, "type", path), v.join(path, "type"), min_length=1, max_length=32)
     if "sub_type" in data:
-        v.string(data["sub_type"], v.join(path, "sub_type"))
+        v.string(data["sub_type"], v.join(path, "sub_type"), max_length=32)
     if "index" in data:
         v.integer(data["index"], v.join(path, "index"), minimum=0)
     if "parameters" in data:
@@ -365,28 +387,36 @@ def _whatsapp_parameter(value: Any, path: str) -> None:
         ("type", "text", "currency", "date_time", "image", "document", "video", "coupon_code",
          "payload"),
     )
-    v.string(v.required(data, "type", path), v.join(path, "type"), min_length=1)
-    for key in ("text", "coupon_code", "payload"):
+    v.string(v.required(data, "type", path), v.join(path, "type"), min_length=1, max_length=32)
+    if "text" in data:
+        v.text(data["text"], v.join(path, "text"), max_length=MAX_PARAMETER_TEXT)
+    for key in ("coupon_code", "payload"):
         if key in data:
-            v.string(data[key], v.join(path, key))
+            v.string(data[key], v.join(path, key), max_length=256)
     if "currency" in data:
         currency_path = v.join(path, "currency")
         currency = v.fields(v.obj(data["currency"], currency_path), currency_path,
                             ("fallback_value", "code", "amount_1000"))
         for key in ("fallback_value", "code", "amount_1000"):
-            v.string(v.required(currency, key, currency_path), v.join(currency_path, key))
+            v.string(v.required(currency, key, currency_path), v.join(currency_path, key),
+                     max_length=256)
     if "date_time" in data:
         dt_path = v.join(path, "date_time")
         date_time = v.fields(v.obj(data["date_time"], dt_path), dt_path, ("fallback_value",))
         v.string(v.required(date_time, "fallback_value", dt_path),
-                 v.join(dt_path, "fallback_value"))
+                 v.join(dt_path, "fallback_value"), max_length=256)
     for key in ("image", "document", "video"):
         if key in data:
             media_path = v.join(path, key)
             media = v.fields(v.obj(data[key], media_path), media_path,
                              ("id", "link", "caption", "filename"))
             for media_key, item in media.items():
-                v.string(item, v.join(media_path, media_key))
+                if media_key == "link":
+                    v.url(item, v.join(media_path, media_key))
+                elif media_key == "caption":
+                    v.text(item, v.join(media_path, media_key), max_length=1024)
+                else:
+                    v.string(item, v.join(media_path, media_key), max_length=256)
 
 
 # --- Telegram (spec 2.0.0) ---------------------------------------------------------------------
@@ -398,7 +428,7 @@ def _telegram(content: dict[str, Any], path: str) -> None:
     if not media and "text" not in content:
         raise v.Missing(v.join(path, "text"), f"{path}: text or a media URL is required")
     if "text" in content:
-        v.string(content["text"], v.join(path, "text"), min_length=1, max_length=4096)
+        v.text(content["text"], v.join(path, "text"), min_length=1, max_length=4096)
     for key in media:
         v.url(content[key], v.join(path, key))
 
@@ -408,7 +438,7 @@ def _telegram(content: dict[str, Any], path: str) -> None:
 def _rcs(content: dict[str, Any], path: str) -> None:
     kind = v.exactly_one(content, path or "message", ("text", "content_info", "rich_card"))
     if kind == "text":
-        v.string(content["text"], v.join(path, "text"), min_length=1, max_length=3072)
+        v.text(content["text"], v.join(path, "text"), min_length=1, max_length=3072)
     elif kind == "content_info":
         _rcs_content_info(content[kind], v.join(path, kind))
     else:
@@ -416,6 +446,7 @@ def _rcs(content: dict[str, Any], path: str) -> None:
         card = v.fields(v.obj(content[kind], card_path), card_path,
                         ("standalone_card", "carousel_card"))
         v.exactly_one(card, card_path, ("standalone_card", "carousel_card"))
+        v.json_value(card, card_path)
     if "suggestions" in content:
         v.array(content["suggestions"], v.join(path, "suggestions"), _rcs_suggestion,
                 max_items=11)
@@ -434,6 +465,7 @@ def _rcs_suggestion(value: Any, path: str) -> None:
     kind = v.exactly_one(data, path, ("reply", "action"))
     kind_path = v.join(path, kind)
     item = v.obj(data[kind], kind_path)
+    v.json_value(item, kind_path)
     v.string(v.required(item, "text", kind_path), v.join(kind_path, "text"), min_length=1,
              max_length=25)
     v.string(v.required(item, "postback_data", kind_path), v.join(kind_path, "postback_data"),

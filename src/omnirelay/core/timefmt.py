@@ -7,8 +7,15 @@ compare identically.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+
+# Every date-time a client sends lies in [EARLIEST, LATEST): far enough from datetime's limits
+# that adding a validity or a day never overflows, and documented in the README.
+EARLIEST = datetime(1970, 1, 1)
+LATEST = datetime(3000, 1, 1)
+# How far ahead a message may be scheduled (Messente's time_to_send).
+MAX_SCHEDULE_AHEAD = timedelta(days=365)
 
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})"
@@ -23,7 +30,8 @@ def utcnow() -> datetime:
 
 def parse_iso8601(text: str) -> datetime:
     """Parse the ISO-8601 forms Messente documents: with or without seconds, fractions and a zone
-    (`Z`, `+hh:mm`, `+hhmm`, `+hh`); no zone means UTC. Returns naive UTC. Raises ValueError."""
+    (`Z`, `+hh:mm`, `+hhmm`, `+hh`); no zone means UTC. Returns naive UTC within
+    [EARLIEST, LATEST). Raises ValueError."""
     match = _ISO.match(text.strip())
     if not match:
         raise ValueError(f"{text!r} is not an ISO-8601 date-time")
@@ -36,8 +44,19 @@ def parse_iso8601(text: str) -> datetime:
         normalised += zone[0] + digits[:2] + ":" + (digits[2:4] or "00")
     else:
         normalised += "+00:00"
-    parsed = datetime.fromisoformat(normalised)
-    return parsed.astimezone(UTC).replace(tzinfo=None)
+    try:
+        parsed = datetime.fromisoformat(normalised).astimezone(UTC).replace(tzinfo=None)
+    except OverflowError:  # year 1 or 9999 moved across midnight by its zone
+        raise ValueError(f"{text!r} is out of range") from None
+    return in_range(parsed)
+
+
+def in_range(moment: datetime) -> datetime:
+    """`moment` (naive UTC) if within [EARLIEST, LATEST). Raises ValueError."""
+    if not EARLIEST <= moment < LATEST:
+        raise ValueError(f"{moment.isoformat()} is outside the years "
+                         f"{EARLIEST.year}-{LATEST.year - 1}")
+    return moment
 
 
 def messente_timestamp(moment: datetime) -> str:

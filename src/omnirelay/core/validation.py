@@ -3,14 +3,30 @@
 Each reader takes the value, its path (e.g. "messages[0].text") and raises `Invalid` (code 105,
 "Invalid data") or `Missing` (code 106, "Missing data"), which every surface translates into its
 own error format.
+
+Whatever passes these readers must also pass the store: a value the database refuses (a NUL in a
+PostgreSQL text column) would fail the whole group commit it joins, other accounts' requests
+included. So every string is bounded in length and free of control characters.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NoReturn, TypeVar
+from urllib.parse import urlsplit
 
 T = TypeVar("T")
+
+# The longest string a field without a documented limit of its own may hold.
+MAX_STRING = 4096
+MAX_URL = 2048
+MAX_JSON_DEPTH = 16
+# C0 controls and DEL. Free text may hold tab, line feed and carriage return; nothing may hold
+# NUL, which PostgreSQL cannot store and no channel can carry.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_IN_TEXT = re.compile(r"[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f]")
+_HOST = re.compile(r"^(?:\[[0-9A-Fa-f:.]+\]|[^\x00-\x2c/:;<=>?@\[\\\]^`{|}~\x7f]+)$")
 
 
 class RequestError(ValueError):
@@ -72,8 +88,12 @@ def required(body: Mapping[str, Any], key: str, path: str) -> Any:
 
 
 def string(
-    value: Any, path: str, *, min_length: int = 0, max_length: int | None = None
+    value: Any, path: str, *, min_length: int = 0, max_length: int | None = MAX_STRING,
+    multiline: bool = False,
 ) -> str:
+    """A string of bounded length without control characters; `multiline` text may hold tab,
+    line feed and carriage return. `max_length=None` only where another rule bounds the length
+    (an SMS text by its part count)."""
     if not isinstance(value, str):
         fail(path, f"{path} must be a string")
     if len(value) < min_length:
@@ -81,7 +101,22 @@ def string(
              f"{path} must have at least {min_length} characters")
     if max_length is not None and len(value) > max_length:
         fail(path, f"{path} must have at most {max_length} characters")
+    control = control_character(value, multiline=multiline)
+    if control is not None:
+        fail(path, f"{path} must not contain control characters (found {control})")
     return value
+
+
+def text(value: Any, path: str, *, min_length: int = 0,
+         max_length: int | None = MAX_STRING) -> str:
+    """Free text: a message body, a caption, a template parameter."""
+    return string(value, path, min_length=min_length, max_length=max_length, multiline=True)
+
+
+def control_character(value: str, *, multiline: bool = False) -> str | None:
+    """The first control character `value` must not hold, as U+XXXX, or None."""
+    found = (_CONTROL_IN_TEXT if multiline else _CONTROL).search(value)
+    return None if found is None else f"U+{ord(found.group()):04X}"
 
 
 def integer(value: Any, path: str, *, minimum: int | None = None,
@@ -108,11 +143,64 @@ def one_of(value: Any, path: str, choices: Iterable[str]) -> str:
     return value
 
 
-def url(value: Any, path: str) -> str:
-    text = string(value, path, min_length=1, max_length=2048)
-    if not text.lower().startswith(("http://", "https://")) or len(text) < 10:
+def url(value: Any, path: str, *, callback: bool = False) -> str:
+    """An http(s) URL. A `callback` URL, one the gateway itself calls, may not carry userinfo:
+    credentials belong in the receiver's configuration, not in a URL stored and logged with
+    every report."""
+    if not isinstance(value, str) or not value:
         fail(path, f"{path} must be an http or https URL")
-    return text
+    problem = url_problem(value, max_length=MAX_URL, allow_userinfo=not callback)
+    if problem is not None:
+        fail(path, f"{path} must be an http or https URL: {problem}")
+    return value
+
+
+def url_problem(value: str, *, max_length: int = MAX_URL, allow_userinfo: bool = True
+                ) -> str | None:
+    """Why `value` is not an acceptable http(s) URL, or None. Checked on the text as given:
+    urlsplit silently drops tabs and line breaks, and an HTTP client would strip spaces, so a URL
+    is refused rather than quietly changed into another one."""
+    if len(value) > max_length:
+        return f"at most {max_length} characters"
+    if any(c.isspace() for c in value):
+        return "it contains whitespace (percent-encode spaces as %20)"
+    control = control_character(value)
+    if control is not None:
+        return f"it contains the control character {control}"
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError as exc:
+        return f"it is malformed ({exc})"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "the scheme must be http or https"
+    host = parts.netloc.rpartition("@")[2]
+    if port is not None or host.endswith(":"):
+        host = host.rpartition(":")[0]
+    if not host or not _HOST.fullmatch(host):
+        return "the host is missing or not a valid host name"
+    if port == 0 or (port is None and parts.netloc.endswith(":")):
+        return "the port must be a number from 1 to 65535"
+    if "@" in parts.netloc and not allow_userinfo:
+        return "user:password@ is not allowed; set credentials on the receiver instead"
+    return None
+
+
+def json_value(value: Any, path: str, depth: int = 0) -> Any:
+    """An opaque JSON value passed through to a channel (an RCS card): every string in it is
+    bounded and free of NUL, and it nests at most MAX_JSON_DEPTH deep."""
+    if depth > MAX_JSON_DEPTH:
+        fail(path, f"{path} nests deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, str):
+        text(value, path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            string(key, join(path, "(a key)"))
+            json_value(item, join(path, key), depth + 1)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            json_value(item, join(path, index), depth + 1)
+    return value
 
 
 def array(

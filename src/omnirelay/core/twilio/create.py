@@ -108,7 +108,7 @@ def _recipient(to: str | None) -> str:
 def _no_messaging_service(sid: str | None) -> None:
     if sid is None:
         return
-    if not _MG_SID.match(sid):
+    if not _MG_SID.fullmatch(sid):
         raise twilio_error(21705)
     raise twilio_error(21701, sid=sid)
 
@@ -123,10 +123,10 @@ def _sender(sender: str | None) -> str:
             return parse_phone_number(sender, "From")
         except validation.RequestError:
             raise twilio_error(21212, from_=sender) from None
-    if _SHORT_CODE.match(sender):
+    if _SHORT_CODE.fullmatch(sender):
         return sender
     # An alphanumeric sender ID: ASCII letters, digits and spaces, not only digits.
-    if _ALPHANUMERIC.match(sender) and not sender.replace(" ", "").isdigit():
+    if _ALPHANUMERIC.fullmatch(sender) and not sender.replace(" ", "").isdigit():
         return sender
     raise twilio_error(21212, from_=sender)
 
@@ -148,28 +148,28 @@ def _body(body: str | None) -> str:
         raise twilio_error(21619)
     if utf16_length(body) > MAX_BODY:
         raise twilio_error(21617)
+    control = validation.control_character(body, multiline=True)
+    if control is not None:
+        raise invalid_parameter(f"Body must not contain control characters other than tab and "
+                                f"line breaks (found {control})")
     return body
 
 
 def _status_callback(url: str | None) -> str | None:
     if url is None:
         return None
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname
-        parts.port  # noqa: B018 (raises ValueError on a malformed port)
-    except ValueError:
-        raise twilio_error(21609, url=url) from None
-    if (parts.scheme.lower() not in ("http", "https") or not host or "_" in host
-            or len(url) > MAX_CALLBACK_URL or any(c.isspace() for c in url)):
-        raise twilio_error(21609, url=url)
+    problem = validation.url_problem(url, max_length=MAX_CALLBACK_URL, allow_userinfo=False)
+    if problem is None and "_" in (urlsplit(url).hostname or ""):
+        problem = "no underscore is allowed in the host name"
+    if problem is not None:
+        raise twilio_error(21609, url=url, problem=problem)
     return url
 
 
 def _no_application(sid: str | None) -> None:
     if sid is None:
         return
-    if not _AP_SID.match(sid):
+    if not _AP_SID.fullmatch(sid):
         raise twilio_error(21218)
     raise twilio_error(21420)
 

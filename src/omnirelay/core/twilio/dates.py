@@ -6,7 +6,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-from omnirelay.core.timefmt import parse_iso8601
+from omnirelay.core.timefmt import in_range, parse_iso8601
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _DAY = timedelta(days=1)
@@ -14,8 +14,8 @@ _TICK = timedelta(microseconds=1)  # turns an inclusive upper bound into the sto
 
 
 def parse_moment(text: str) -> datetime:
-    """ISO 8601 (`Z`, `±hh:mm`, fractions; no zone means UTC) or RFC 2822, as naive UTC.
-    Raises ValueError."""
+    """ISO 8601 (`Z`, `±hh:mm`, fractions; no zone means UTC) or RFC 2822, as naive UTC within
+    timefmt's [EARLIEST, LATEST). Raises ValueError."""
     text = text.strip()
     try:
         return parse_iso8601(text)
@@ -23,11 +23,11 @@ def parse_moment(text: str) -> datetime:
         pass
     try:
         parsed = parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(UTC).replace(tzinfo=None)
+    except (TypeError, ValueError, IndexError, OverflowError):
         raise ValueError(f"{text!r} is not a date-time") from None
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    return parsed
+    return in_range(parsed)
 
 
 def date_sent_range(key: str, text: str) -> tuple[datetime | None, datetime | None]:

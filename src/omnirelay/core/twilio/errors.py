@@ -33,8 +33,8 @@ CATALOGUE: dict[int, tuple[int, str]] = {
     21604: (400, "A 'To' phone number is required."),
     21606: (400, "The From phone number {from_} is not a valid, SMS-capable inbound phone number "
                  "or short code for your account."),
-    21609: (400, "Invalid 'StatusCallback': {url!r} is not an http or https URL (at most 4000 "
-                 "characters, no underscore in the host name)"),
+    21609: (400, "Invalid 'StatusCallback': {url!r} is not an acceptable http or https URL: "
+                 "{problem}"),
     21617: (400, "The concatenated message body exceeds the 1600 character limit."),
     21619: (400, "A text message body or media urls must be specified."),
     21621: (400, "The 'From' number {from_} has not been enabled for MMS: omnirelay sends SMS "

@@ -20,11 +20,16 @@ from urllib.parse import urlencode
 
 from omnirelay.core import validation
 from omnirelay.core.omnimessage import parse_phone_number
+from omnirelay.core.timefmt import in_range
 from omnirelay.core.twilio.dates import date_sent_range
 from omnirelay.core.twilio.errors import invalid_parameter
 
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
+# Offsets stay far inside the databases' 64-bit OFFSET; nobody pages a billion records deep.
+MAX_PAGE = 1_000_000
+MAX_OFFSET = MAX_PAGE * MAX_PAGE_SIZE
+MAX_FILTER_LENGTH = 64  # the longest To or From the store holds
 FILTERS = ("To", "From", "DateSent", "DateSent<", "DateSent>")
 _EPOCH = datetime(1970, 1, 1)
 
@@ -60,16 +65,22 @@ def read_page_token(token: str) -> tuple[int, datetime]:
         offset, micros = int(offset_text), int(micros_text)
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise ValueError(token) from None
-    if offset < 0 or micros < 0:
+    if not 0 <= offset <= MAX_OFFSET or micros < 0:
         raise ValueError(token)
-    return offset, _EPOCH + timedelta(microseconds=micros)
+    try:
+        return offset, in_range(_EPOCH + timedelta(microseconds=micros))
+    except OverflowError:
+        raise ValueError(token) from None
 
 
-def _integer(params: dict[str, str], name: str, default: int, minimum: int) -> int:
+def _integer(params: dict[str, str], name: str, default: int, minimum: int, maximum: int
+             ) -> int:
     text = params.get(name)
     if text is None or text == "":
         return default
-    if not text.isascii() or not text.isdigit() or int(text) < minimum:
+    # The length check first: int() of thousands of digits is slow, and refused above 4300.
+    if (not text.isascii() or not text.isdigit() or len(text) > len(str(maximum))
+            or int(text) < minimum):
         raise invalid_parameter(f"{name} must be an integer of at least {minimum}, not {text!r}")
     return int(text)
 
@@ -79,8 +90,11 @@ def parse_list_query(pairs: Sequence[tuple[str, str]], now: datetime) -> ListQue
     params: dict[str, str] = {}
     for key, value in pairs:
         params.setdefault(key, value)
-    page_size = min(_integer(params, "PageSize", DEFAULT_PAGE_SIZE, 1), MAX_PAGE_SIZE)
-    page = _integer(params, "Page", 0, 0)
+    # A PageSize above the maximum is served at the maximum, as on Twilio.
+    page_size = min(_integer(params, "PageSize", DEFAULT_PAGE_SIZE, 1, 10**9), MAX_PAGE_SIZE)
+    page = _integer(params, "Page", 0, 0, MAX_PAGE)
+    if page > MAX_PAGE:
+        raise invalid_parameter(f"Page must be at most {MAX_PAGE}")
     token = params.get("PageToken") or None
     if token is not None:
         try:
@@ -91,6 +105,11 @@ def parse_list_query(pairs: Sequence[tuple[str, str]], now: datetime) -> ListQue
         # Page alone (no token) is Twilio's legacy paging: offset Page * PageSize.
         offset, snapshot = page * page_size, now
     filters = tuple((k, params[k]) for k in FILTERS if params.get(k))
+    for key, value in filters:
+        control = validation.control_character(value)
+        if control is not None or len(value) > MAX_FILTER_LENGTH:
+            raise invalid_parameter(f"{key} must be at most {MAX_FILTER_LENGTH} characters "
+                                    "without control characters")
     after: datetime | None = None
     before: datetime = snapshot
     for key, value in filters:

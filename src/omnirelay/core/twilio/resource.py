@@ -79,7 +79,7 @@ def message_sid(omnimessage_id: str) -> str:
 
 def omnimessage_id(sid: str) -> str | None:
     """The omnimessage id behind a Message SID; None when it is not one of ours."""
-    if not _SID.match(sid):
+    if not _SID.fullmatch(sid):
         return None
     return str(uuid.UUID(hex=sid[2:]))
 
