@@ -184,3 +184,11 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 20, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         time.sleep(interval)
+
+
+def messente_signed(received: Received, secret: str) -> bool:
+    """The report carries Messente's signature: HMAC-SHA256 of the body under `secret`."""
+    import hashlib
+    import hmac
+    expected = hmac.new(secret.encode(), received.body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(received.headers.get("X-Messente-Signature", ""), expected)

@@ -3,6 +3,7 @@ its timeline and reports, inbound, paging while messages arrive, isolation, bad 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +12,15 @@ import pytest
 
 from omnirelay.core.timefmt import utcnow
 from omnirelay.store.queries import Inbound
-from tests.support import LiveServer, WebhookReceiver, create_account, wait_until
+from tests.support import (
+    LiveServer,
+    WebhookReceiver,
+    create_account,
+    make_settings,
+    messente_signed,
+    start_live_server,
+    wait_until,
+)
 
 DELIVERED = "+37255512345"
 FALLBACK = "+37255519981"  # the sandbox: UNDELIV on chat channels, DELIVRD on SMS
@@ -244,3 +253,70 @@ def test_history_needs_credentials(server: LiveServer, account: Any) -> None:
     with client(server, account) as api:
         assert api.get("/omnimessage/" + "x" * 100).status_code == 404
         assert api.get("/omnimessage/abc%00def").status_code == 404
+
+
+@pytest.fixture
+def one_try_server(database_url: str) -> Iterator[LiveServer]:
+    """Webhooks get one try each, so a receiver that is down makes them dead at once."""
+    live = start_live_server(make_settings(database_url, webhooks={"max_tries": 1}))
+    yield live
+    live.stop()
+
+
+def test_dead_reports_are_redelivered_once_each_signed_and_in_order(
+        one_try_server: LiveServer, receiver: WebhookReceiver) -> None:
+    server = one_try_server
+    account = server.call(create_account(server.runtime))
+    receiver.status = 503
+    with client(server, account) as api:
+        chains = [send(api, FALLBACK, [viber(), sms()], dlr_url=receiver.url + "/dlr")
+                  for _ in range(3)]
+        dead = wait_until(lambda: len(rows := api.get(
+            "/webhooks", params={"state": "dead"}).json()["webhooks"]) == 6 and rows)
+        assert {w["omnimessage_id"] for w in dead} == set(chains)
+        assert all(w["tries"] == 1 and "503" in (w["last_error"] or "") for w in dead)
+        failed_tries = receiver.attempts
+        assert api.get("/webhooks", params={"state": "pending"}).json()["webhooks"] == []
+
+        receiver.status = 200
+        answer = api.post("/webhooks/redeliver", json={"state": "dead"})
+        assert answer.status_code == 202, answer.text
+        assert sorted(answer.json()["redelivered"]) == sorted(w["id"] for w in dead)
+        delivered = wait_until(lambda: len(rows := api.get(
+            "/webhooks", params={"state": "delivered"}).json()["webhooks"]) == 6 and rows)
+        assert len(receiver.received) == 6
+        assert receiver.attempts == failed_tries + 6  # each once more, no extra tries
+        assert all(messente_signed(r, account.api_password) for r in receiver.received)
+        for chain in chains:
+            per_message = [r.json()["status"] for r in receiver.received
+                           if r.json()["omnimessage_id"] == chain]
+            assert per_message == ["UNDELIV", "DELIVRD"]  # the order they were raised in
+
+        # Again, one by id: the same bytes, the same signature.
+        first = delivered[-1]
+        body_before = next(r.body for r in receiver.received
+                           if r.json()["message_id"] == first["message_id"])
+        again = api.post(f"/webhooks/{first['id']}/redeliver")
+        assert again.status_code == 202 and again.json()["state"] == "pending"
+        wait_until(lambda: len(receiver.received) == 7)
+        assert receiver.received[-1].body == body_before
+        assert messente_signed(receiver.received[-1], account.api_password)
+
+        assert api.post("/webhooks/999999/redeliver").status_code == 404
+        assert api.post("/webhooks/redeliver", json={"state": "pending"}).status_code == 400
+        assert api.post("/webhooks/redeliver", json={"limit": 0}).status_code == 400
+
+
+def test_another_accounts_webhooks_are_neither_listed_nor_redelivered(
+        one_try_server: LiveServer, receiver: WebhookReceiver) -> None:
+    server = one_try_server
+    owner = server.call(create_account(server.runtime, "owner"))
+    other = server.call(create_account(server.runtime, "other"))
+    receiver.status = 503
+    with client(server, owner) as mine, client(server, other) as theirs:
+        send(mine, DELIVERED, [sms()], dlr_url=receiver.url + "/dlr")
+        dead = wait_until(lambda: mine.get("/webhooks", params={"state": "dead"}).json()["webhooks"])
+        assert theirs.get("/webhooks").json()["webhooks"] == []
+        assert theirs.post(f"/webhooks/{dead[0]['id']}/redeliver").status_code == 404
+        assert theirs.post("/webhooks/redeliver", json={}).json()["redelivered"] == []
+        assert mine.get("/webhooks", params={"state": "dead"}).json()["webhooks"] == dead

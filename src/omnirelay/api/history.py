@@ -18,6 +18,7 @@ from starlette.responses import Response
 
 from omnirelay.api.errors import error_response, unauthorized
 from omnirelay.api.messente import account_of, json_response, runtime_of
+from omnirelay.api.requests import BodyError, read_json
 from omnirelay.api.routing import LeanRoute, Routes
 from omnirelay.core.history import (
     CHANNELS,
@@ -26,10 +27,13 @@ from omnirelay.core.history import (
     Cursors,
     parse_inbound_filter,
     parse_message_filter,
+    parse_redelivery,
+    parse_webhook_filter,
 )
 from omnirelay.core.statuses import Status
 from omnirelay.core.timefmt import utcnow
 from omnirelay.core.validation import RequestError
+from omnirelay.engine.wakeup import WEBHOOKS
 from omnirelay.engine.webhooks import receiver_host
 from omnirelay.store.history import (
     AttemptSummary,
@@ -42,7 +46,7 @@ from omnirelay.store.history import (
 )
 
 PRIORITIES = {0: "high", 1: "regular", 2: "low"}
-WEBHOOK_STATES = {"pending": "pending", "done": "delivered", "dead": "dead"}
+WEBHOOK_STATES = {"pending": "pending", "done": "delivered", "dead": "dead"}  # stored -> shown
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -152,6 +156,12 @@ def inbound_item(inbound: InboundSummary) -> dict[str, Any]:
             if callback else "none"}
 
 
+def outbox_item(report: WebhookSummary) -> dict[str, Any]:
+    return {**report_item(report), "omnimessage_id": report.order_key
+            if report.kind != "inbound" else None,
+            "inbound_id": report.order_key if report.kind == "inbound" else None}
+
+
 def _plausible_id(text: str) -> bool:
     """Ids are UUIDs; anything far from one (too long, control characters, which PostgreSQL's
     text cannot even hold) is not found without asking the database."""
@@ -234,6 +244,23 @@ _INBOUND_DOC: dict[str, Any] = {
 }
 
 
+_OUTBOX_DOC: dict[str, Any] = {
+    "parameters": [_query("state", "pending, delivered or dead",
+                          {"type": "string", "enum": ["pending", "delivered", "dead"]}),
+                   *_PAGING],
+    "responses": _ok({"type": "object", "properties": {
+        "webhooks": {"type": "array", "items": {"type": "object"}},
+        "next": {"type": ["string", "null"]}}}),
+}
+_REDELIVER_DOC: dict[str, Any] = {
+    "requestBody": {"required": False, "content": {"application/json": {"schema": {
+        "type": "object", "properties": {
+            "state": {"type": "string", "enum": ["dead", "delivered"], "default": "dead"},
+            "since": _TIME, "until": _TIME,
+            "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}}}}},
+}
+
+
 def build_routes(prefix: str = "/v1") -> list[LeanRoute]:
     routes = Routes(tags=["History"])
     cursors: dict[str, Cursors] = {}
@@ -289,5 +316,58 @@ def build_routes(prefix: str = "/v1") -> list[LeanRoute]:
         return json_response(200, {
             "inbound": [inbound_item(m) for m in page.items],
             "next": codec.encode(page.next) if page.next else None})
+
+    @routes.operation("GET", "/webhooks", summary="Your callbacks: pending, delivered, dead",
+                      openapi_extra=_OUTBOX_DOC)
+    async def outbox(request: Request) -> Response:
+        account = await account_of(request)
+        if account is None:
+            return unauthorized()
+        codec = cursors_for(request, "webhooks")
+        try:
+            query = parse_webhook_filter(dict(request.query_params), codec)
+        except RequestError as exc:
+            return error_response(exc.code, exc.detail, exc.source)
+        page = await History(runtime_of(request).db).webhooks(account.id, query)
+        return json_response(200, {
+            "webhooks": [outbox_item(w) for w in page.items],
+            "next": codec.encode(page.next) if page.next else None})
+
+    @routes.operation("POST", "/webhooks/{webhook_id}/redeliver", status_code=202,
+                      summary="Queue one delivered or dead callback again")
+    async def redeliver_one(request: Request) -> Response:
+        webhook_id: str = request.path_params["webhook_id"]
+        account = await account_of(request)
+        if account is None:
+            return unauthorized()
+        if not webhook_id.isascii() or not webhook_id.isdigit() or len(webhook_id) > 18:
+            return error_response("101", "webhook not found")
+        runtime = runtime_of(request)
+        report = await History(runtime.db).redeliver_one(account.id, int(webhook_id), utcnow())
+        if report is None:
+            return error_response("101", f"webhook {webhook_id} not found")
+        runtime.wakeup.wake(WEBHOOKS)
+        return json_response(202, outbox_item(report))
+
+    @routes.operation("POST", "/webhooks/redeliver", status_code=202,
+                      summary="Queue delivered or dead callbacks again, oldest first",
+                      openapi_extra=_REDELIVER_DOC)
+    async def redeliver(request: Request) -> Response:
+        account = await account_of(request)
+        if account is None:
+            return unauthorized()
+        runtime = runtime_of(request)
+        try:
+            raw = await read_json(request, runtime.settings.max_body_bytes) \
+                if request.headers.get("content-length", "0") != "0" else None
+            which = parse_redelivery(raw)
+        except BodyError as exc:
+            return error_response("105", exc.detail, exc.source)
+        except RequestError as exc:
+            return error_response(exc.code, exc.detail, exc.source)
+        ids = await History(runtime.db).redeliver(account.id, which, utcnow())
+        if ids:
+            runtime.wakeup.wake(WEBHOOKS)
+        return json_response(202, {"redelivered": ids})
 
     return routes.mount(prefix)

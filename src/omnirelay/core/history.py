@@ -60,6 +60,29 @@ class InboundFilter:
     after: Position | None = None
 
 
+WEBHOOK_STATES = {"pending": "pending", "delivered": "done", "dead": "dead"}  # shown -> stored
+MAX_REDELIVER = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookFilter:
+    state: str | None = None  # as stored: pending, done, dead
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = DEFAULT_LIMIT
+    after: Position | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Redelivery:
+    """Which finished callbacks go back in the queue: oldest first, at most `limit`."""
+
+    states: tuple[str, ...]  # as stored: done and/or dead
+    since: datetime | None
+    until: datetime | None
+    limit: int
+
+
 class Cursors:
     def __init__(self, server_key: str, kind: str) -> None:
         # One key per listing, so a cursor of one listing is refused by the other.
@@ -118,6 +141,30 @@ def parse_inbound_filter(params: Mapping[str, str], cursors: Cursors) -> Inbound
         since=since, until=until, limit=_limit(params),
         after=cursors.decode(params["next"]) if params.get("next") else None,
     )
+
+
+def parse_webhook_filter(params: Mapping[str, str], cursors: Cursors) -> WebhookFilter:
+    _refuse_unknown(params, {"state", "since", "until", "limit", "next"})
+    since, until = _window(params)
+    state = _choice(params, "state", tuple(WEBHOOK_STATES))
+    return WebhookFilter(
+        state=WEBHOOK_STATES[state] if state else None, since=since, until=until,
+        limit=_limit(params),
+        after=cursors.decode(params["next"]) if params.get("next") else None)
+
+
+def parse_redelivery(body: object) -> Redelivery:
+    """`{"state": "dead" | "delivered", "since", "until", "limit"}`, every field optional: by
+    default the dead callbacks, up to 100."""
+    data = v.fields(v.obj(body if body is not None else {}, ""), "",
+                    ("state", "since", "until", "limit"))
+    state = v.one_of(data["state"], "state", ("dead", "delivered")) if "state" in data else "dead"
+    times: dict[str, str] = {name: v.string(data[name], name, min_length=1, max_length=64)
+             for name in ("since", "until") if name in data}
+    since, until = _window(times)
+    limit = v.integer(data["limit"], "limit", minimum=1, maximum=MAX_REDELIVER) \
+        if "limit" in data else 100
+    return Redelivery((WEBHOOK_STATES[state],), since, until, limit)
 
 
 def _refuse_unknown(params: Mapping[str, str], known: set[str]) -> None:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Connection, Select, and_, exists, select, tuple_
+from sqlalchemy import Connection, Select, and_, exists, select, tuple_, update
 
-from omnirelay.core.history import InboundFilter, MessageFilter, Position
+from omnirelay.core.history import InboundFilter, MessageFilter, Position, Redelivery, WebhookFilter
 from omnirelay.store.database import Database
 from omnirelay.store.tables import (
     attempts,
@@ -158,6 +158,73 @@ class History:
             return Page(items, Position(last.received_at, last.id) if last else None)
 
         return await self.db.read(work)
+
+
+    async def webhooks(self, account_id: int, query: WebhookFilter) -> Page[WebhookSummary]:
+        def work(conn: Connection) -> Page[WebhookSummary]:
+            rows = conn.execute(webhook_statement(account_id, query)).mappings().all()
+            more = len(rows) > query.limit
+            items = [_webhook(r) for r in rows[:query.limit]]
+            last = items[-1] if more else None
+            return Page(items, Position(last.created_at, str(last.id)) if last else None)
+
+        return await self.db.read(work)
+
+    async def redeliver_one(self, account_id: int, webhook_id: int, now: datetime
+                            ) -> WebhookSummary | None:
+        """Put one finished callback back in the queue (a pending one stays as it is). None when
+        the account has no such callback."""
+        def work(conn: Connection) -> WebhookSummary | None:
+            requeued = conn.execute(_requeue(now).where(
+                webhooks.c.account_id == account_id, webhooks.c.id == webhook_id,
+                webhooks.c.state.in_(("done", "dead")))).rowcount
+            if requeued:
+                self.db.notify(conn, "webhooks")
+            row = conn.execute(select(webhooks).where(
+                webhooks.c.account_id == account_id, webhooks.c.id == webhook_id,
+            )).mappings().first()
+            return None if row is None else _webhook(row)
+
+        return await self.db.write(work)
+
+    async def redeliver(self, account_id: int, which: Redelivery, now: datetime) -> list[int]:
+        """Requeue the oldest matching finished callbacks, at most `which.limit`. They keep their
+        ids, so the sender delivers them in their original order, one message's reports one at a
+        time; the bodies are the stored bytes, signed again as they were."""
+        def work(conn: Connection) -> list[int]:
+            w = webhooks.c
+            chosen = select(w.id).where(w.account_id == account_id, w.state.in_(which.states))
+            if which.since is not None:
+                chosen = chosen.where(w.created_at >= which.since)
+            if which.until is not None:
+                chosen = chosen.where(w.created_at < which.until)
+            ids = list(conn.execute(chosen.order_by(w.id).limit(which.limit)).scalars())
+            if ids:
+                conn.execute(_requeue(now).where(w.id.in_(ids), w.state.in_(which.states)))
+                self.db.notify(conn, "webhooks")
+            return ids
+
+        return await self.db.write(work)
+
+
+def _requeue(now: datetime) -> Any:
+    # A fresh start: the full retry schedule again, nothing left of the last outcome.
+    return update(webhooks).values(state="pending", tries=0, next_try_at=now, lease_until=None,
+                                   last_error=None, done_at=None)
+
+
+def webhook_statement(account_id: int, query: WebhookFilter) -> Select[Any]:
+    w = webhooks.c
+    statement = select(webhooks).where(w.account_id == account_id)
+    if query.state is not None:
+        statement = statement.where(w.state == query.state)
+    if query.since is not None:
+        statement = statement.where(w.created_at >= query.since)
+    if query.until is not None:
+        statement = statement.where(w.created_at < query.until)
+    if query.after is not None:
+        statement = statement.where(w.id < int(query.after.id))
+    return statement.order_by(w.id.desc()).limit(query.limit + 1)
 
 
 def search_statement(account_id: int, query: MessageFilter) -> Select[Any]:

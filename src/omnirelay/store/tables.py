@@ -215,6 +215,7 @@ webhooks = Table(
     # id last: the claim walks this index in (next_try_at, id) order and stops at its limit
     Index("ix_webhooks_due", "state", "next_try_at", "id"),
     Index("ix_webhooks_order", "order_key", "id"),
+    Index("ix_webhooks_account", "account_id", "id"),  # the outbox listing, newest first
 )
 
 workers = Table(

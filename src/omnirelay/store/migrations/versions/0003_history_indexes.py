@@ -1,6 +1,6 @@
 """history: listing indexes, and the source of each status event
 
-The history listings (GET /v1/omnimessages, GET /v1/inbound) page an account's rows newest first
+The history listings (GET /v1/omnimessages, GET /v1/inbound, GET /v1/webhooks) page an account's rows newest first
 by (created_at, id); these indexes let each page be one index range scan whatever the table's
 size. status_events.source says what reported a status (submit, receipt, expiry), for the
 per-message timeline.
@@ -28,6 +28,7 @@ def upgrade() -> None:
                     ['account_id', 'to', 'created_at', 'id'], unique=False)
     op.create_index('ix_inbound_messages_account_received', 'inbound_messages',
                     ['account_id', 'received_at', 'id'], unique=False)
+    op.create_index('ix_webhooks_account', 'webhooks', ['account_id', 'id'], unique=False)
     with op.batch_alter_table('status_events', schema=None) as batch_op:
         batch_op.add_column(sa.Column('source', sa.String(length=16), nullable=True))
 
@@ -35,6 +36,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('status_events', schema=None) as batch_op:
         batch_op.drop_column('source')
+    op.drop_index('ix_webhooks_account', table_name='webhooks')
     op.drop_index('ix_inbound_messages_account_received', table_name='inbound_messages')
     op.drop_index('ix_omnimessages_account_to', table_name='omnimessages')
     op.drop_index('ix_omnimessages_account_created', table_name='omnimessages')
