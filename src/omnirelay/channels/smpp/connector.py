@@ -5,10 +5,13 @@ Each bind is kept by its own task: connect, bind, enquire_link every interval, a
 reconnect with a doubling back-off (reconnect_min .. reconnect_max, with jitter so that many
 connectors do not stampede a recovering SMSC).
 
-Throttling (ESME_RTHROTTLED / ESME_RMSGQFUL) pauses the whole connector, since the SMSC meters the
-account and not the message: every part waiting to go out sleeps until the pause ends. A pause that
-starts while another is still running does not extend it, so a burst of throttled responses to one
-window counts once; only throttling after a pause has ended doubles the next one.
+Throttling (ESME_RTHROTTLED / ESME_RMSGQFUL) is about the account, not the message, so it acts on
+the whole connector: it pauses `throttle_pause_min` (long enough for an SMSC metering per second to
+start a new second) and lowers the connector's send rate to what the SMSC was seen to accept
+(`ratelimit.LearnedRate`), which then creeps up again until the next throttle. Throttled responses to
+submits already in flight when that happened belong to the same episode and count once. Parts wait
+for a window slot before they look at the pause and the rate, so a full queue of parts behind the
+window cannot all go out into a pause.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 from omnirelay.channels.smpp import pdu
 from omnirelay.channels.smpp.outcomes import THROTTLING, TRANSIENT
-from omnirelay.channels.smpp.ratelimit import TokenBucket
+from omnirelay.channels.smpp.ratelimit import LearnedRate, TokenBucket
 from omnirelay.channels.smpp.session import LinkLost, SmppSession
 from omnirelay.channels.smpp.settings import ConnectorSettings
 from omnirelay.supervisor import Supervisor
@@ -35,7 +38,7 @@ DeliverHandler = Callable[["Connector", SmppSession, int, int, bytes], None]
 
 class BindRefused(ConnectionError):
     def __init__(self, connector: str, status: int) -> None:
-        super().__init__(f"SMPP connector {connector!r}: the SMSC refused the bind with "
+        super().__init__(f"the SMSC refused the bind with "  # log lines name the connector
                          f"{pdu.status_name(status)}")
         self.status = status
 
@@ -101,8 +104,9 @@ class Connector:
         self._supervisor: Supervisor | None = None
         self._binding = False
         self._bucket: TokenBucket | None = None
+        self._learned = LearnedRate()
+        self._window = asyncio.Semaphore(max(1, settings.window))
         self._paused_until = 0.0
-        self._pause = 0.0
         self._up = asyncio.Event()
         self.last_error: str | None = None
         self.submitted = 0
@@ -110,8 +114,7 @@ class Connector:
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def start(self, supervisor: Supervisor) -> None:
-        if self.settings.rate_limit > 0:
-            self._bucket = TokenBucket(self.settings.rate_limit)
+        self._apply_rate()
         self._supervisor = supervisor
         self._tasks = []
         for role, command in self._roles.items():
@@ -247,8 +250,18 @@ class Connector:
 
     # --- sending -------------------------------------------------------------------------------
 
+    @property
+    def send_rate(self) -> float | None:
+        """Submits per second the connector allows itself now (configured or learned); None: no limit."""
+        return self._bucket.rate if self._bucket is not None else None
+
     async def submit(self, fields: SubmitFields) -> PartOutcome:
-        """Submit one part, waiting out throttling pauses for at most `retry_within` seconds."""
+        """Submit one part, waiting out throttling pauses and the send rate for at most
+        `retry_within` seconds."""
+        async with self._window:
+            return await self._submit(fields)
+
+    async def _submit(self, fields: SubmitFields) -> PartOutcome:
         settings = self.settings
         loop = asyncio.get_running_loop()
         deadline = loop.time() + settings.retry_within
@@ -263,20 +276,29 @@ class Connector:
                 await asyncio.sleep(self._paused_until - now)
                 continue
             if self._bucket is not None:
-                await self._bucket.acquire()
+                at = self._bucket.reserve(now, deadline)
+                if at is None:
+                    return RetryLater(max(self._bucket.backlog(now), 0.1), "send rate")
+                if at > now:
+                    await asyncio.sleep(at - now)
+                    if self.is_paused:
+                        continue  # throttled meanwhile: the slot was reserved at the old rate
+            sent_at = loop.time()
             try:
-                status, frame = await session.request(fields.build, settings.response_timeout)
+                status, frame = await session.request(fields.build, settings.response_timeout,
+                                                      windowed=False)  # self._window holds it
             except TimeoutError:
                 return RetryLater(settings.retry_after, "no submit_sm_resp (the part may have been sent)")
             except LinkLost:
                 return RetryLater(settings.retry_after, "link lost")
             self.submitted += 1
             if status == pdu.Status.ROK:
-                if self._paused_until <= loop.time():
-                    self._pause = 0.0
+                self._learned.accepted(loop.time())
+                if self._learned.rate is not None:
+                    self._apply_rate()
                 return Accepted(pdu.decode_message_id(frame))
             if status in THROTTLING:
-                self._throttled()
+                self._throttled(sent_at)
                 if loop.time() >= deadline:
                     return RetryLater(max(self._paused_until - loop.time(), 0.1), pdu.status_name(status))
                 continue
@@ -284,11 +306,22 @@ class Connector:
                 return RetryLater(settings.retry_after, pdu.status_name(status))
             return Refused(status)
 
-    def _throttled(self) -> None:
+    def _apply_rate(self) -> None:
+        rates = [rate for rate in (self.settings.rate_limit, self._learned.rate) if rate]
+        if not rates:
+            self._bucket = None
+        elif self._bucket is None:
+            self._bucket = TokenBucket(min(rates))
+        elif self._bucket.rate != min(rates):
+            self._bucket.set_rate(min(rates))
+
+    def _throttled(self, sent_at: float) -> None:
         now = asyncio.get_running_loop().time()
-        if self._paused_until > now:
-            return  # same episode: responses to submits already in flight when the pause began
-        settings = self.settings
-        self._pause = min(max(self._pause * 2, settings.throttle_pause_min), settings.throttle_pause_max)
-        self._paused_until = now + self._pause
-        log.info("SMPP connector %r throttled; pausing %.2fs", self.name, self._pause)
+        if not self._learned.throttled(now, sent_at):
+            return  # sent before this episode began: it is already paused for
+        self._apply_rate()
+        pause = self.settings.throttle_pause_min
+        self._paused_until = now + pause
+        log.info("SMPP connector %r throttled after %.0f accepted in the last second; pausing %.2fs, "
+                 "then at most %.1f submits/s", self.name, self._learned.learned, pause,
+                 self.send_rate or 0.0)

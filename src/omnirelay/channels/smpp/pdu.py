@@ -37,6 +37,7 @@ class Command(IntEnum):
     DATA_SM = 0x00000103
     BIND_RECEIVER_RESP = 0x80000001
     BIND_TRANSMITTER_RESP = 0x80000002
+    QUERY_SM_RESP = 0x80000003
     SUBMIT_SM_RESP = 0x80000004
     DELIVER_SM_RESP = 0x80000005
     UNBIND_RESP = 0x80000006
@@ -80,6 +81,7 @@ class Status(IntEnum):
     RX_T_APPN = 0x64
     RX_P_APPN = 0x65
     RX_R_APPN = 0x66
+    RQUERYFAIL = 0x67
     RINVOPTPARSTREAM = 0xC0
     RINVPARLEN = 0xC2
     RDELIVERYFAILURE = 0xFE
@@ -186,6 +188,43 @@ def decode_message_id(data: bytes) -> str:
         return ""
     end = data.find(b"\0", HEADER_SIZE)
     return data[HEADER_SIZE : end if end >= 0 else len(data)].decode("latin-1")
+
+
+# --- query_sm (SMPP 3.4 §4.8) ------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class QueryResult:
+    """The body of a query_sm_resp."""
+
+    message_id: str
+    final_date: str  # SMPP absolute time, or "" while the message is not final
+    message_state: int  # 1 ENROUTE, 2 DELIVERED, 3 EXPIRED, 4 DELETED, 5 UNDELIVERABLE, ...
+    error_code: int
+
+
+def encode_query_sm(sequence: int, message_id: str, source_addr: str = "", source_addr_ton: int = 0,
+                    source_addr_npi: int = 0) -> bytes:
+    body = (_cstring(message_id) + bytes((source_addr_ton, source_addr_npi)) + _cstring(source_addr))
+    return frame(Command.QUERY_SM, sequence, body)
+
+
+def decode_query_sm(data: bytes) -> tuple[str, str]:
+    """(message_id, source_addr). Raises ValueError (or IndexError) for a malformed body."""
+    message_id, at = _read_cstring(data, HEADER_SIZE)
+    source_addr, _ = _read_cstring(data, at + 2)
+    return message_id, source_addr
+
+
+def encode_query_sm_resp(sequence: int, result: QueryResult, status: int = 0) -> bytes:
+    body = (_cstring(result.message_id) + _cstring(result.final_date)
+            + bytes((result.message_state, result.error_code)))
+    return frame(Command.QUERY_SM_RESP, sequence, body, status)
+
+
+def decode_query_sm_resp(data: bytes) -> QueryResult:
+    message_id, at = _read_cstring(data, HEADER_SIZE)
+    final_date, at = _read_cstring(data, at)
+    return QueryResult(message_id, final_date, data[at], data[at + 1])
 
 
 # --- message PDUs ------------------------------------------------------------------------------

@@ -6,7 +6,10 @@ split in one pass without a task switch per PDU, and so that many requests can b
 
 Requests from the peer go to `on_request(session, command, sequence, frame)`, called synchronously;
 the handler answers with `send()` when it is ready (our ESME answers deliver_sm only after the engine
-has stored it). Responses resolve the future of the request with the same sequence number.
+has stored it). Responses resolve the future of the request with the same sequence number and the
+matching response command (or generic_nack, which answers any request and always means it failed);
+a response with another command id is logged and resolves nothing, so a confused peer cannot hand one
+request's answer to another.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ class SmppSession(asyncio.Protocol):
         self.name = name
         self._on_request = on_request
         self._window = asyncio.Semaphore(max(1, window))
-        self._pending: dict[int, asyncio.Future[tuple[int, bytes]]] = {}
+        # sequence -> (the response command expected, its waiter)
+        self._pending: dict[int, tuple[int, asyncio.Future[tuple[int, bytes]]]] = {}
         self._buffer = bytearray()
         self._sequence = 0
         self._transport: asyncio.Transport | None = None
@@ -66,22 +70,38 @@ class SmppSession(asyncio.Protocol):
             self.pdus_received += 1
             _, command, status, sequence = pdu.header(data_frame)
             if command & pdu.RESPONSE_BIT:
-                waiter = self._pending.pop(sequence, None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result((status, data_frame))
-                elif command == pdu.Command.GENERIC_NACK:
-                    log.warning("%s: generic_nack %s for seq %d", self.name, pdu.status_name(status),
-                                sequence)
+                self._resolve(command, status, sequence, data_frame)
                 continue
             self._on_request(self, command, sequence, data_frame)
             if not self.is_open:  # the handler closed the link
                 return
 
+    def _resolve(self, command: int, status: int, sequence: int, data_frame: bytes) -> None:
+        pending = self._pending.get(sequence)
+        if pending is None:
+            if command == pdu.Command.GENERIC_NACK:
+                log.warning("%s: generic_nack %s for seq %d", self.name, pdu.status_name(status),
+                            sequence)
+            return
+        expected, waiter = pending
+        if command == pdu.Command.GENERIC_NACK:
+            # A generic_nack is never a success, even when a peer leaves its status 0.
+            status = status or pdu.Status.RUNKNOWNERR
+            log.warning("%s: generic_nack %s answers seq %d", self.name, pdu.status_name(status),
+                        sequence)
+        elif command != expected:
+            log.warning("%s: response 0x%08X to seq %d, which awaits 0x%08X; ignored", self.name,
+                        command, sequence, expected)
+            return
+        del self._pending[sequence]
+        if not waiter.done():
+            waiter.set_result((status, data_frame))
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
         error = LinkLost(f"{self.name}: connection lost" + (f": {exc}" if exc else ""))
         pending, self._pending = self._pending, {}
-        for waiter in pending.values():
+        for _, waiter in pending.values():
             if not waiter.done():
                 waiter.set_exception(error)
         if not self.closed.done():
@@ -119,9 +139,10 @@ class SmppSession(asyncio.Protocol):
             raise LinkLost(f"{self.name}: not connected")
         sequence = self.next_sequence()
         waiter: asyncio.Future[tuple[int, bytes]] = asyncio.get_running_loop().create_future()
-        self._pending[sequence] = waiter
+        data = build(sequence)
+        self._pending[sequence] = (int.from_bytes(data[4:8], "big") | pdu.RESPONSE_BIT, waiter)
         try:
-            self.send(build(sequence))
+            self.send(data)
             return await asyncio.wait_for(waiter, within)
         finally:
             self._pending.pop(sequence, None)
