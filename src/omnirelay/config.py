@@ -65,6 +65,17 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class RetentionSettings:
+    """Days to keep finished rows; 0 keeps them for ever. Content (the text) follows each
+    message's text_store regardless."""
+
+    omnimessages_days: int = 0  # finished or canceled omnimessages, their attempts and events
+    inbound_days: int = 0
+    webhooks_days: int = 7  # delivered and dead callbacks, by when they were queued
+    batch_size: int = 1000  # rows per delete; a pass stops after a few batches and goes on later
+
+
+@dataclass(frozen=True, slots=True)
 class SandboxSettings:
     delay_ms: int = 100  # from send to status report
     send_delay_ms: int = 0  # how long the upstream takes to accept a batch
@@ -87,6 +98,7 @@ class Settings:
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     # channel name -> provider name; anything not named here is served by the sandbox.
     channels: dict[str, str] = field(default_factory=dict)
     # provider name -> its raw settings table, validated by the provider itself.
@@ -187,6 +199,7 @@ def _build(raw: dict[str, Any]) -> Settings:
     webhooks = _section(raw, "webhooks", WebhookSettings)
     sandbox = _section(raw, "sandbox", SandboxSettings)
     server = _section(raw, "server", ServerSettings)
+    retention = _section(raw, "retention", RetentionSettings)
     channels = raw.pop("channels", {}) or {}
     providers = raw.pop("providers", {}) or {}
     if not isinstance(channels, dict) or not all(isinstance(v, str) for v in channels.values()):
@@ -205,7 +218,7 @@ def _build(raw: dict[str, Any]) -> Settings:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in Settings.__dataclass_fields__ or key in {"engine", "webhooks", "sandbox",
-                                                               "server"}:
+                                                               "server", "retention"}:
             raise ConfigError(f"unknown setting {key!r}")
         values[key] = _coerce(key, value, type(getattr(defaults, key)))
     settings = Settings(
@@ -213,6 +226,7 @@ def _build(raw: dict[str, Any]) -> Settings:
         webhooks=webhooks,
         sandbox=sandbox,
         server=server,
+        retention=retention,
         channels=dict(channels),
         providers={k: dict(v) for k, v in providers.items()},
         **values,
@@ -222,6 +236,10 @@ def _build(raw: dict[str, Any]) -> Settings:
 
 
 def _validate(settings: Settings) -> None:
+    kept = settings.retention
+    if min(kept.omnimessages_days, kept.inbound_days, kept.webhooks_days) < 0 \
+            or kept.batch_size < 1:
+        raise ConfigError("[retention] days must be 0 (keep for ever) or more, batch_size 1 or more")
     if settings.mode not in {"development", "production"}:
         raise ConfigError("mode must be 'development' or 'production'")
     if not settings.database_url.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):

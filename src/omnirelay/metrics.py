@@ -28,6 +28,10 @@ class Metrics:
         self.store_unavailable = Counter("omnirelay_store_unavailable",
                                          "Requests answered 503 because the database was "
                                          "unavailable", ["surface"], registry=self.registry)
+        self.retention_purged = Counter("omnirelay_retention_purged",
+                                        "Rows deleted by [retention]: omnimessages (with their "
+                                        "attempts and events), inbound, webhooks", ["kind"],
+                                        registry=self.registry)
         self.send_seconds = Histogram("omnirelay_upstream_send_seconds",
                                       "Time an upstream took to answer a batch", ["provider"],
                                       registry=self.registry)

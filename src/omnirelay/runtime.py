@@ -34,6 +34,7 @@ from omnirelay.metrics import Metrics
 from omnirelay.store import migrate
 from omnirelay.store.database import Database, StoreUnavailable
 from omnirelay.store.queries import NewOmnimessage, Store
+from omnirelay.store.retention import Retention
 from omnirelay.supervisor import Supervisor
 
 log = logging.getLogger(__name__)
@@ -149,7 +150,8 @@ class Runtime:
                                             self.wakeup.subscribe(WEBHOOKS), self.signers,
                                             self.metrics)
         maintenance = Maintenance(self.store, self.sink, self.settings.engine, self.worker_id,
-                                  self.wakeup)
+                                  self.wakeup, Retention(self.db, self.settings.retention),
+                                  self.metrics)
         stopping = self.supervisor.stopping_event
         self.supervisor.spawn("dispatcher", lambda: self._dispatch(stopping))
         self.supervisor.spawn("webhooks", lambda: self._send_webhooks(stopping))

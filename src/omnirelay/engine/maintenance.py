@@ -1,5 +1,5 @@
 """Timed duties: expire attempts past their validity, recover work of dead workers, re-match
-parked receipts, flush inbound fragments that timed out, prune delivered webhooks."""
+parked receipts, flush inbound fragments that timed out, purge what retention lets go."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from omnirelay.config import EngineSettings
 from omnirelay.core.timefmt import utcnow
 from omnirelay.engine.sink import EngineSink
 from omnirelay.engine.wakeup import ATTEMPTS, DEADLINES, Wakeup, wait
+from omnirelay.metrics import Metrics
 from omnirelay.store.queries import Store
+from omnirelay.store.retention import Retention
 
 log = logging.getLogger(__name__)
 
@@ -20,13 +22,15 @@ log = logging.getLogger(__name__)
 # costs one read per tick rather than one per wake-up; deadlines fire within this of their time.
 EXPIRY_TICK = 0.25
 UNMATCHED_KEEP = timedelta(days=3)
-WEBHOOK_KEEP = timedelta(days=1)
 
 
 class Maintenance:
     def __init__(self, store: Store, sink: EngineSink, settings: EngineSettings,
-                 worker_id: str, wakeup: Wakeup) -> None:
+                 worker_id: str, wakeup: Wakeup, retention: Retention | None = None,
+                 metrics: Metrics | None = None) -> None:
         self.store = store
+        self.retention = retention
+        self.metrics = metrics
         self.sink = sink
         self.settings = settings
         self.worker_id = worker_id
@@ -82,4 +86,8 @@ class Maintenance:
             now - timedelta(seconds=self.settings.fragment_timeout_seconds))
         if stale_fragments:
             await self.sink.store_inbound(stale_fragments)
-        await self.store.purge_finished_webhooks(now - WEBHOOK_KEEP)
+        if self.retention is not None:
+            purged = await self.retention.purge(now)
+            if self.metrics is not None:
+                for kind in ("omnimessages", "inbound", "webhooks"):
+                    self.metrics.retention_purged.labels(kind).inc(getattr(purged, kind))

@@ -785,13 +785,6 @@ class Store:
 
         return await self.db.read(work)
 
-    async def purge_finished_webhooks(self, before: datetime) -> int:
-        def work(conn: Connection) -> int:
-            return int(conn.execute(delete(webhooks).where(
-                webhooks.c.state == "done", webhooks.c.done_at < before)).rowcount)
-
-        return await self.db.write(work)
-
     async def webhook_counts(self) -> dict[str, int]:
         def work(conn: Connection) -> dict[str, int]:
             rows = conn.execute(select(webhooks.c.state, func.count())
