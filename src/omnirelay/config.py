@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omnirelay.core.destinations import DestinationPolicy
 from omnirelay.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "omnirelay.toml"
@@ -34,6 +35,10 @@ class EngineSettings:
     # An upstream id (an SMSC message id) is kept this long after its attempt ended, for late
     # receipts; then it is purged, so an SMSC that reuses ids cannot match an old attempt.
     provider_ref_keep_seconds: float = 3 * 86400.0
+    # A receipt that matches no message is kept this long, for the message whose submit
+    # response is still being recorded; it may only match a submission that began at most this
+    # long before it arrived, and is dropped (counted in /metrics) when nothing claimed it.
+    receipt_match_window: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,9 @@ class WebhookSettings:
     concurrency: int = 64
     batch_size: int = 500
     lease_seconds: float = 60.0
+    # Host names and networks (CIDR) webhooks may reach even when private, loopback, link-local
+    # and so on; see omnirelay.core.destinations for what is refused without them.
+    allowed_destinations: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,7 +198,11 @@ def _coerce(name: str, value: Any, expected: type[Any]) -> Any:
         return value
     if expected is str and isinstance(value, str):
         return value
-    raise ConfigError(f"{name} must be {expected.__name__}, not {value!r}")
+    if expected is tuple and isinstance(value, list | tuple) and all(
+            isinstance(v, str) for v in value):
+        return tuple(value)
+    kind = "an array of strings" if expected is tuple else expected.__name__
+    raise ConfigError(f"{name} must be {kind}, not {value!r}")
 
 
 def _build(raw: dict[str, Any]) -> Settings:
@@ -255,6 +267,15 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("database_timeout must be a positive number of seconds")
     if settings.engine.batch_size < 1 or settings.webhooks.max_tries < 1:
         raise ConfigError("engine.batch_size and webhooks.max_tries must be positive")
+    try:
+        DestinationPolicy.build(settings.webhooks.allowed_destinations, allow_loopback=False)
+    except ValueError as exc:
+        raise ConfigError(f"webhooks.allowed_destinations: {exc}") from None
+    if settings.engine.receipt_match_window <= 0:
+        raise ConfigError("engine.receipt_match_window must be a positive number of seconds")
+    # The API's own maximum for validity/ttl, so that no deadline can overflow.
+    if not 1 <= settings.engine.default_validity_seconds <= 30 * 86400:
+        raise ConfigError("engine.default_validity_seconds must be from 1 to 2592000 (30 days)")
     bounds = settings.server
     if min(bounds.max_request_line_bytes, bounds.max_header_bytes, bounds.max_headers,
            bounds.max_connections) < 1 or min(bounds.request_timeout,

@@ -12,10 +12,27 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Table, bindparam, delete, exists, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    Connection,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.sql import ColumnElement
 
 from omnirelay.store.tables import (
     accounts,
@@ -216,21 +233,47 @@ expired_attempts = (select(attempts.c.id, attempts.c.channel)
 # --- the webhook outbox ------------------------------------------------------------------------
 
 _earlier = webhooks.alias("earlier")
-claim_webhooks = (
-    update(webhooks)
-    .where(webhooks.c.id.in_(
-        select(webhooks.c.id)
-        .where(webhooks.c.state == "pending", webhooks.c.next_try_at <= bindparam("now"),
-               or_(webhooks.c.lease_until.is_(None), webhooks.c.lease_until < bindparam("now")),
-               # a report waits while an earlier one of the same message is pending
-               ~exists().where(_earlier.c.order_key == webhooks.c.order_key,
-                               _earlier.c.state == "pending", _earlier.c.id < webhooks.c.id))
-        .order_by(webhooks.c.next_try_at, webhooks.c.id)
-        .limit(bindparam("limit")).with_for_update(skip_locked=True)
-        .scalar_subquery()))
-    .values(lease_until=bindparam("lease_until"))
-    .returning(webhooks.c.id, webhooks.c.account_id, webhooks.c.kind, webhooks.c.url,
-               webhooks.c.body, webhooks.c.headers, webhooks.c.tries))
+_w = webhooks.c
+_claimable = (_w.state == "pending",
+              or_(_w.lease_until.is_(None), _w.lease_until < bindparam("now")),
+              # a report waits while an earlier one of the same message is pending
+              ~exists().where(_earlier.c.order_key == _w.order_key,
+                              _earlier.c.state == "pending", _earlier.c.id < _w.id))
+
+
+def _outside(origins: tuple[str, ...]) -> list[ColumnElement[bool]]:
+    """Rows whose URL is not under any of `origins` (scheme://authority as written): how the
+    claim leaves out the receivers that have all the requests they can take."""
+    conditions: list[ColumnElement[bool]] = []
+    for origin in origins:
+        n: Any = literal_column(str(len(origin)))
+        after: Any = literal_column(str(len(origin) + 1))
+        conditions.append(~and_(
+            func.substr(_w.url, literal_column("1"), n) == origin,
+            or_(func.length(_w.url) == n,
+                func.substr(_w.url, after, literal_column("1")).in_(("/", "?", "#")))))
+    return conditions
+
+
+# Built per set of left-out receivers and kept: that set changes only when a receiver fills up
+# or drains, so the same few statements serve many claims.
+@lru_cache(maxsize=64)
+def claim_webhook_candidates(excluded: tuple[str, ...]) -> Select[int, str]:
+    return (select(_w.id, _w.url)
+            .where(*_claimable, _w.next_try_at <= bindparam("now"), *_outside(excluded))
+            .order_by(_w.next_try_at, _w.id)
+            .limit(bindparam("limit")).with_for_update(skip_locked=True))
+
+
+@lru_cache(maxsize=64)
+def next_claimable_webhook(excluded: tuple[str, ...]) -> Select[datetime | None]:
+    return select(func.min(_w.next_try_at)).where(*_claimable, *_outside(excluded))
+
+
+lease_webhooks = (update(webhooks).where(_w.id.in_(bindparam("ids", expanding=True)))
+                  .values(lease_until=bindparam("lease_until"))
+                  .returning(_w.id, _w.account_id, _w.kind, _w.url, _w.body, _w.headers,
+                             _w.tries))
 webhooks_delivered = (update(webhooks).where(webhooks.c.id.in_(bindparam("ids", expanding=True)))
                       .values(state="done", tries=webhooks.c.tries + 1, done_at=bindparam("now"),
                               lease_until=None, last_error=None))
