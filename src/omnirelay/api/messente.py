@@ -33,22 +33,28 @@ from omnirelay.store.queries import Account, AttemptView, NewAttempt, NewOmnimes
 MAX_BULK = 1000
 SHOWN_STATES = frozenset({"due", "sending", "sent", "done"})
 
-_SEND_DOC: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": {
-            "type": "object", "required": ["to", "messages"],
-            "properties": {
-                "to": {"type": "string", "example": "+37251234567"},
-                "messages": {"type": "array", "items": {"type": "object"},
-                             "description": "Channel variants in fallback order: sms, viber, "
-                                            "whatsapp, telegram, rcs (Messente's schemas)"},
-                "dlr_url": {"type": "string"},
-                "text_store": {"type": "string", "enum": ["nostore", "plaintext", "sha256"]},
-                "time_to_send": {"type": "string", "format": "date-time"},
-                "priority": {"type": "string", "enum": ["low", "regular", "high"]},
-            }}}},
+_OMNIMESSAGE: dict[str, Any] = {
+    "type": "object", "required": ["to", "messages"],
+    "properties": {
+        "to": {"type": "string", "example": "+37251234567"},
+        "messages": {"type": "array", "items": {"type": "object"},
+                     "description": "Channel variants in fallback order: sms, viber, "
+                                    "whatsapp, telegram, rcs (Messente's schemas)"},
+        "dlr_url": {"type": "string", "format": "uri", "maxLength": 2048},
+        "text_store": {"type": "string", "enum": ["nostore", "plaintext", "sha256"]},
+        "time_to_send": {"type": "string", "format": "date-time",
+                         "description": "at most 365 days ahead"},
+        "priority": {"type": "string", "enum": ["low", "regular", "high"]},
     },
+}
+_SEND_DOC: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": _OMNIMESSAGE}}},
+}
+_BULK_DOC: dict[str, Any] = {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["messages"],
+        "properties": {"messages": {"type": "array", "minItems": 1, "maxItems": MAX_BULK,
+                                    "items": _OMNIMESSAGE}}}}}},
 }
 
 
@@ -138,7 +144,7 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
         return json_response(201, created_body(message))
 
     @routes.operation("POST", "/omnimessages", status_code=201, tags=["Bulk Messaging"],
-                      summary="Send up to 1000 omnimessages")
+                      summary="Send up to 1000 omnimessages", openapi_extra=_BULK_DOC)
     async def send_bulk(request: Request) -> Response:
         runtime = runtime_of(request)
         account = await account_of(request)

@@ -43,7 +43,7 @@ from omnirelay.core.twilio.errors import (
     not_found,
     twilio_error,
 )
-from omnirelay.core.twilio.listing import page_body, parse_list_query
+from omnirelay.core.twilio.listing import MAX_PAGE, page_body, parse_list_query
 from omnirelay.core.twilio.resource import (
     PREFIX,
     TwilioStatus,
@@ -81,11 +81,15 @@ _LIST_DOC: dict[str, Any] = {"parameters": [
     {"name": name, "in": "query", "required": False, "schema": schema}
     for name, schema in (
         ("To", {"type": "string"}), ("From", {"type": "string"}),
-        ("DateSent", {"type": "string", "description": "YYYY-MM-DD or a date-time"}),
-        ("DateSent<", {"type": "string", "description": "sent on or before"}),
-        ("DateSent>", {"type": "string", "description": "sent on or after"}),
+        ("DateSent", {"type": "string", "format": "date",
+                      "description": "YYYY-MM-DD (or a date-time: its day), 1970 to 2999"}),
+        ("DateSent<", {"type": "string", "format": "date-time",
+                       "description": "sent on or before (or a YYYY-MM-DD)"}),
+        ("DateSent>", {"type": "string", "format": "date-time",
+                       "description": "sent on or after (or a YYYY-MM-DD)"}),
         ("PageSize", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}),
-        ("Page", {"type": "integer", "minimum": 0}), ("PageToken", {"type": "string"}))]}
+        ("Page", {"type": "integer", "minimum": 0, "maximum": MAX_PAGE}),
+        ("PageToken", {"type": "string"}))]}
 _UPDATE_DOC: dict[str, Any] = {"requestBody": {"content": {FORM: {"schema": {
     "type": "object", "properties": {
         "Status": {"type": "string", "enum": ["canceled"]},
