@@ -35,10 +35,6 @@ class EngineSettings:
     # An upstream id (an SMSC message id) is kept this long after its attempt ended, for late
     # receipts; then it is purged, so an SMSC that reuses ids cannot match an old attempt.
     provider_ref_keep_seconds: float = 3 * 86400.0
-    # A receipt that matches no message is kept this long, for the message whose submit
-    # response is still being recorded; it may only match a submission that began at most this
-    # long before it arrived, and is dropped (counted in /metrics) when nothing claimed it.
-    receipt_match_window: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,11 +267,6 @@ def _validate(settings: Settings) -> None:
         DestinationPolicy.build(settings.webhooks.allowed_destinations, allow_loopback=False)
     except ValueError as exc:
         raise ConfigError(f"webhooks.allowed_destinations: {exc}") from None
-    if settings.engine.receipt_match_window <= 0:
-        raise ConfigError("engine.receipt_match_window must be a positive number of seconds")
-    # The API's own maximum for validity/ttl, so that no deadline can overflow.
-    if not 1 <= settings.engine.default_validity_seconds <= 30 * 86400:
-        raise ConfigError("engine.default_validity_seconds must be from 1 to 2592000 (30 days)")
     bounds = settings.server
     if min(bounds.max_request_line_bytes, bounds.max_header_bytes, bounds.max_headers,
            bounds.max_connections) < 1 or min(bounds.request_timeout,
