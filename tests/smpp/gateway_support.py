@@ -26,8 +26,8 @@ class CliSmsc:
 
 
 @contextlib.contextmanager
-def cli_smsc(*args: str) -> Iterator[CliSmsc]:
-    port, control = free_port(), free_port()
+def cli_smsc(*args: str, port: int | None = None) -> Iterator[CliSmsc]:
+    port, control = port or free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "omnirelay.cli", "smsc", "--port", str(port), "--control-port",
          str(control), "--user", "omni:secret-pw", "--receipt-delay", "0.05", *args],

@@ -14,7 +14,7 @@ from tests.smpp.gateway_support import (
     status,
     wait_final,
 )
-from tests.support import create_account, wait_until
+from tests.support import create_account, free_port, wait_until
 
 TO = "+37255512345"
 
@@ -44,14 +44,16 @@ def test_an_smsc_cap_is_learned_not_flooded(database_url: str) -> None:
     """Against an SMSC capped at 50 submits/s and no rate_limit configured, the connector finds the
     cap from ESME_RTHROTTLED and holds under it. Before, each pause ended with the whole window (and
     every part queued behind it) firing into the cap again: 2.5 refused submits per message."""
-    messages = 300
-    with cli_smsc("--throttle-rate", "50") as smsc, httpx.Client() as client:
-        live = smpp_gateway(database_url, smpp_connector("capped", smsc.port, retry_within=5.0,
-                                                         retry_after=1.0))
-        try:
-            wait_until(lambda: smsc.stats()["sessions"] == 1)
+    messages, port = 300, free_port()
+    # The messages wait while the SMSC is not up yet, so that they meet it as one backlog (sent one
+    # by one as they are accepted, they would come slower than the cap).
+    live = smpp_gateway(database_url, smpp_connector("capped", port, retry_within=5.0,
+                                                     retry_after=1.0, reconnect_max=0.5))
+    try:
+        with httpx.Client() as client:
             account = live.call(create_account(live.runtime))
             ids = [send(client, live, account, f"message {i}", TO) for i in range(messages)]
+        with cli_smsc("--throttle-rate", "50", port=port) as smsc, httpx.Client() as client:
             for omnimessage_id in ids:
                 wait_until(lambda i=omnimessage_id: status(client, live, account, i)["status"]
                            == "DELIVRD", timeout=90)
@@ -62,5 +64,5 @@ def test_an_smsc_cap_is_learned_not_flooded(database_url: str) -> None:
             assert throttled_per_message < 0.3, stats
             connector = live.runtime.channels["sms"].connectors["capped"]  # type: ignore[attr-defined]
             assert connector.send_rate is not None  # it holds a learned rate
-        finally:
-            live.stop()
+    finally:
+        live.stop()

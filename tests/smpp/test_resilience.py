@@ -128,3 +128,33 @@ async def test_stopping_unbinds_every_session_before_closing(sink: RecordingSink
                 break
             await asyncio.sleep(0.01)
         assert (smsc.stats.unbinds, smsc.stats.closed_without_unbind) == (3, 0)
+
+
+async def test_after_a_long_throttle_the_learned_rate_comes_back_at_once(sink: RecordingSink) -> None:
+    """Before, each throttle after a pause doubled the next pause (up to throttle_pause_max), so the
+    link stayed idle long after the SMSC had recovered. Now the rate is what adapts, and the first
+    accepted submit after a block restores half the cap learned before it."""
+    async with SmscSimulator(port=0, receipt_delay=0.01, throttle_rate=50) as smsc:
+        channel = make_channel(connector("a", smsc.port, retry_within=3.0, throttle_pause_min=0.05))
+        await channel.start(sink)
+        try:
+            await channel.wait_ready(5)
+            a = channel.connectors["a"]
+            await send_until_done(channel, [sms(f"+3725558{i:04d}") for i in range(150)])
+            learned = a.send_rate
+            assert learned is not None  # it learned a cap
+
+            smsc.throttle_rate, smsc.throttle_fraction = 0, 1.0  # the SMSC refuses everything
+            [blocked] = await channel.send([sms("+37255590001")])
+            assert blocked.retry_after is not None
+            assert a.send_rate is not None and a.send_rate < learned / 2
+
+            smsc.throttle_fraction = 0.0  # and recovers
+            throttled = smsc.stats.throttled
+            [first] = await channel.send([sms("+37255590002")])
+            assert first.status is None and len(first.provider_refs) == 1
+            assert a.send_rate >= learned / 2 * 0.9
+            results = await send_until_done(channel, [sms(f"+3725559{i:04d}") for i in range(40)])
+            assert len(results) == 40 and smsc.stats.throttled == throttled
+        finally:
+            await channel.stop()

@@ -37,10 +37,22 @@ from omnirelay.smsc.rules import DEFAULT_RULES, MESSAGE_STATE, Outcome, Rule
 
 log = logging.getLogger(__name__)
 
-IdFormat = Literal["hex", "dec", "hex-dec"]
+IdFormat = Literal["hex", "dec", "hex-dec", "hex-dec-tlv"]
+ReceiptCoding = Literal["latin-1", "ucs2"]
+MultipartReceipts = Literal["every", "first", "last"]
 Split = Literal["udh8", "udh16", "sar"]
 _RECEIVING = frozenset({pdu.Command.BIND_RECEIVER, pdu.Command.BIND_TRANSCEIVER})
 _REDELIVER_AFTER = 1.0
+_KNOWN_LIMIT = 100_000  # messages query_sm can ask about; the oldest are forgotten first
+
+
+@dataclass(frozen=True, slots=True)
+class _Known:
+    """What query_sm answers about a message the simulator accepted."""
+
+    state: str | None  # the receipt state it reaches, None for a message that never gets one
+    err: int
+    final_at: float  # loop time at which it reaches that state (when its receipt is due)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +114,8 @@ class SmscSimulator:
                  throttle_fraction: float = 0.0, throttle_rate: float = 0.0,
                  queue_full_fraction: float = 0.0, drop_after: int | None = None,
                  window: int = 100, ssl_context: ssl.SSLContext | None = None, record: bool = True,
-                 seed: int | None = None, id_start: int = 1) -> None:
+                 seed: int | None = None, id_start: int = 1, receipt_coding: ReceiptCoding = "latin-1",
+                 multipart_receipts: MultipartReceipts = "every") -> None:
         """`users` maps system_id -> password; None accepts any bind. `throttle_rate` > 0 answers
         ESME_RTHROTTLED to submits beyond that many per second (all binds together);
         `throttle_fraction`/`queue_full_fraction` refuse that share of submits at random.
@@ -110,8 +123,13 @@ class SmscSimulator:
         `id_start` is the number of the first message id: a simulator restarted with the same
         `id_start` hands out ids it handed out before, as SMSCs that restart, wrap or reset their
         counters daily do."""
-        if id_format not in ("hex", "dec", "hex-dec"):
-            raise ValueError(f"id_format must be hex, dec or hex-dec, not {id_format!r}")
+        if id_format not in ("hex", "dec", "hex-dec", "hex-dec-tlv"):
+            raise ValueError(f"id_format must be hex, dec, hex-dec or hex-dec-tlv, not {id_format!r}")
+        if receipt_coding not in ("latin-1", "ucs2") or multipart_receipts not in ("every", "first",
+                                                                                   "last"):
+            raise ValueError("receipt_coding is latin-1 or ucs2; multipart_receipts every, first or last")
+        self.receipt_coding = receipt_coding
+        self.multipart_receipts = multipart_receipts
         self.host = host
         self.port = port
         self.users = dict(users) if users is not None else None
@@ -141,6 +159,7 @@ class SmscSimulator:
         self._second = 0
         self._in_second = 0
         self._reference = self._random.randrange(256)
+        self._known: dict[int, _Known] = {}
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -226,7 +245,12 @@ class SmscSimulator:
                 session.dropped = True
                 session.abort()  # the submit is left unanswered: its fate is unknown to the ESME
                 return
-            self._on_submit(session, sequence, frame)
+            self._on_submit(session, sequence, frame, pdu.Command.SUBMIT_SM_RESP)
+        elif command == pdu.Command.DATA_SM:
+            # data_sm (§4.7) is a submit in another shape: the same rules, throttling and receipts
+            self._on_submit(session, sequence, frame, pdu.Command.DATA_SM_RESP)
+        elif command == pdu.Command.QUERY_SM:
+            self._on_query(session, sequence, frame)
         elif command == pdu.Command.ENQUIRE_LINK:
             session.respond(pdu.Command.ENQUIRE_LINK_RESP, sequence)
         elif command in pdu.BIND_COMMANDS:
@@ -264,9 +288,9 @@ class SmscSimulator:
             self._flush(bind.system_id)
             self._flush(None)
 
-    def _on_submit(self, session: SmppSession, sequence: int, frame: bytes) -> None:
+    def _on_submit(self, session: SmppSession, sequence: int, frame: bytes, resp: int) -> None:
         def refuse(status: int) -> None:
-            session.respond(pdu.Command.SUBMIT_SM_RESP, sequence, status=status)
+            session.send(pdu.encode_message_id_resp(resp, sequence, status))
 
         if session.bind_command not in (pdu.Command.BIND_TRANSMITTER, pdu.Command.BIND_TRANSCEIVER):
             refuse(pdu.Status.RINVBNDSTS)
@@ -292,7 +316,8 @@ class SmscSimulator:
         self._next_id += 1
         number = self._next_id
         message_id = f"{number:010d}" if self.id_format == "dec" else f"{number:08X}"
-        session.send(pdu.encode_message_id_resp(pdu.Command.SUBMIT_SM_RESP, sequence, 0, message_id))
+        session.send(pdu.encode_message_id_resp(resp, sequence, 0, message_id))
+        self._remember(number, outcome)
         self.stats.submitted += 1
         self.stats.by_system_id[session.system_id] += 1
         udh, payload = b"", message.short_message
@@ -305,10 +330,41 @@ class SmscSimulator:
                 message_id, session.system_id, message.source_addr, message.source_addr_ton,
                 message.destination_addr, message.dest_addr_ton, message.esm_class, message.data_coding,
                 message.registered_delivery, message.short_message, udh, text))
-        if message.registered_delivery & 0x01 and outcome.receipt is not None:
+        if (message.registered_delivery & 0x01 and outcome.receipt is not None
+                and self._receipt_for_part(udh)):
             receipt = self._receipt(number, message, outcome, text)
             outgoing = _Outgoing(session.system_id, receipt, "receipt")
             asyncio.get_running_loop().call_later(self.receipt_delay, self._send_later, session, outgoing)
+
+    def _remember(self, number: int, outcome: Outcome) -> None:
+        known = self._known
+        known.pop(number, None)  # an id handed out again is a new message
+        if len(known) >= _KNOWN_LIMIT:
+            del known[next(iter(known))]
+        final_at = asyncio.get_running_loop().time() + self.receipt_delay
+        known[number] = _Known(outcome.receipt, outcome.err, final_at)
+
+    def _on_query(self, session: SmppSession, sequence: int, frame: bytes) -> None:
+        try:
+            message_id, _source = pdu.decode_query_sm(frame)
+            number = int(message_id, 10 if self.id_format == "dec" else 16)
+        except (ValueError, IndexError):
+            number = -1
+            message_id = ""
+        known = self._known.get(number)
+        if known is None:
+            session.send(pdu.encode_query_sm_resp(
+                sequence, pdu.QueryResult(message_id, "", MESSAGE_STATE["UNKNOWN"], 0),
+                pdu.Status.RQUERYFAIL))
+            return
+        loop_now = asyncio.get_running_loop().time()
+        if known.state is None or loop_now < known.final_at:
+            result = pdu.QueryResult(message_id, "", MESSAGE_STATE["ENROUTE"], 0)
+        else:
+            done = datetime.now(UTC).timestamp() - (loop_now - known.final_at)
+            final_date = datetime.fromtimestamp(done, UTC).strftime("%y%m%d%H%M%S") + "000+"
+            result = pdu.QueryResult(message_id, final_date, MESSAGE_STATE[known.state], known.err)
+        session.send(pdu.encode_query_sm_resp(sequence, result))
 
     def _over_rate(self) -> bool:
         if self.throttle_rate <= 0:
@@ -325,20 +381,47 @@ class SmscSimulator:
                 return outcome
         return Outcome()
 
+    def _receipt_for_part(self, udh: bytes) -> bool:
+        """Aggregators that send one receipt per concatenated message send it for its first or
+        its last part (`multipart_receipts`); a message in one part always gets its receipt."""
+        found = parse_concat_udh(udh) if udh else None
+        if found is None or self.multipart_receipts == "every":
+            return True
+        _, total, seq = found
+        return seq == (1 if self.multipart_receipts == "first" else total)
+
     def _receipt(self, number: int, message: pdu.ShortMessage, outcome: Outcome,
                  text: str) -> dict[str, Any]:
+        """Ids as `id_format` says; "hex-dec-tlv" writes the TLV in decimal too. UCS-2 receipts
+        (`receipt_coding`) carry their text in data_coding 8 and no TLVs, as some SMSCs do when
+        the original text was not Latin."""
         state = outcome.receipt or "DELIVRD"
         stamp = datetime.now(UTC).strftime("%y%m%d%H%M")
         hex_id = f"{number:08X}"
         text_id = hex_id if self.id_format == "hex" else f"{number:010d}"
         body = (f"id:{text_id} sub:001 dlvrd:{'001' if state == 'DELIVRD' else '000'} submit date:{stamp} "
                 f"done date:{stamp} stat:{state} err:{outcome.err:03d} text:{text[:20]}")
+        fields = {"source_addr": message.destination_addr, "source_addr_ton": message.dest_addr_ton,
+                  "destination_addr": message.source_addr, "dest_addr_ton": message.source_addr_ton,
+                  "esm_class": 0x04}
+        if self.receipt_coding == "ucs2":
+            return {**fields, "short_message": body.encode("utf-16-be"), "data_coding": 8}
         tlvs = {pdu.Tag.MESSAGE_STATE: bytes((MESSAGE_STATE[state],))}
         if self.id_format != "hex-dec":
             tlvs[pdu.Tag.RECEIPTED_MESSAGE_ID] = text_id.encode() + b"\0"
-        return {"source_addr": message.destination_addr, "source_addr_ton": message.dest_addr_ton,
-                "destination_addr": message.source_addr, "dest_addr_ton": message.source_addr_ton,
-                "short_message": body.encode("latin-1", errors="replace"), "esm_class": 0x04, "tlvs": tlvs}
+        return {**fields, "short_message": body.encode("latin-1", errors="replace"), "tlvs": tlvs}
+
+    def inject_receipt(self, message_id: str, state: str = "DELIVRD", *, system_id: str | None = None,
+                       short_message: bytes | None = None, data_coding: int = 0) -> None:
+        """Send a receipt for `message_id` (an id this simulator may never have handed out: another
+        system's traffic, an SMSC that lost track), or with `short_message`, exactly that text."""
+        body = short_message if short_message is not None else (
+            f"id:{message_id} sub:001 dlvrd:000 submit date:{datetime.now(UTC):%y%m%d%H%M} "
+            f"done date:{datetime.now(UTC):%y%m%d%H%M} stat:{state} err:000 text:").encode("latin-1")
+        fields = {"source_addr": "37255500000", "source_addr_ton": 1, "destination_addr": "Omni",
+                  "dest_addr_ton": 5, "esm_class": 0x04, "short_message": body,
+                  "data_coding": data_coding}
+        self._send_later(None, _Outgoing(system_id, fields, "receipt"))
 
     # --- deliver_sm out ------------------------------------------------------------------------
 
@@ -399,12 +482,16 @@ class SmscSimulator:
     # --- inbound (mobile-originated) messages ---------------------------------------------------
 
     def inject_inbound(self, sender: str, recipient: str, text: str, *, split: Split = "udh8",
-                       system_id: str | None = None) -> int:
+                       system_id: str | None = None, sender_ton: int | None = None,
+                       recipient_ton: int | None = None) -> int:
         """Send an SMS from `sender` to `recipient` to a receiver bind (of `system_id`, or any); a text
-        longer than one SMS goes as concatenated parts, joined by `split`. Returns the part count."""
+        longer than one SMS goes as concatenated parts, joined by `split`. Returns the part count.
+        The TONs are guessed from the addresses ("+..." international) unless given: SMSCs send
+        full international numbers with TON 0 (unknown) too, always without the "+"."""
         encoded = encode_sms(text, autoconvert="off")
-        source_ton = 1 if sender.startswith("+") else (5 if not sender.isdigit() else 0)
-        dest_ton = 1 if recipient.startswith("+") else 0
+        guessed = 1 if sender.startswith("+") else (5 if not sender.isdigit() else 0)
+        source_ton = guessed if sender_ton is None else sender_ton
+        dest_ton = (1 if recipient.startswith("+") else 0) if recipient_ton is None else recipient_ton
         base = {"source_addr": sender.lstrip("+"), "source_addr_ton": source_ton,
                 "destination_addr": recipient.lstrip("+"), "dest_addr_ton": dest_ton}
         self._reference = (self._reference + 1) % 256

@@ -144,7 +144,8 @@ class Connector:
         else:
             state = "down"
         return {"state": state, "last_error": self.last_error,
-                "binds": sorted(role for role, s in self._sessions.items() if s.is_open)}
+                "binds": sorted(role for role, s in self._sessions.items() if s.is_open),
+                "send_rate": round(self.send_rate, 1) if self.send_rate is not None else None}
 
     async def _unbind(self, session: SmppSession) -> None:
         with contextlib.suppress(LinkLost, TimeoutError, OSError):
