@@ -45,9 +45,10 @@ READY_TIMEOUT = 2.0  # how long readiness waits for the database before saying n
 ChannelFactory = Callable[[Mapping[str, Any], Settings, str], Channel]
 
 
-def _sandbox(_table: Mapping[str, Any], settings: Settings, _name: str) -> Channel:
+def _sandbox(_table: Mapping[str, Any], settings: Settings, name: str) -> Channel:
     return SandboxChannel(delay_ms=settings.sandbox.delay_ms,
-                          send_delay_ms=settings.sandbox.send_delay_ms)
+                          send_delay_ms=settings.sandbox.send_delay_ms,
+                          channels=[c for c in CHANNELS if settings.provider_for(c) == name])
 
 
 def _http_provider(create: Callable[..., Channel]) -> ChannelFactory:

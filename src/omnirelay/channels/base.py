@@ -73,6 +73,16 @@ class StatusReport:
 
 
 @dataclass(frozen=True, slots=True)
+class AwaitingReceipt:
+    """An attempt an upstream accepted and has not reported on yet (state `sent`)."""
+
+    message_id: str
+    channel: str
+    to: str
+    sent_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class InboundMessage:
     """A message an end user sent to one of our numbers or bots."""
 
@@ -123,6 +133,15 @@ class ChannelSink(Protocol):
     async def lookup_subscribers(self, provider: str, phones: Sequence[str]) -> dict[str, str]:
         """phone -> address for the phones that are known subscribers of `provider`."""
         ...
+
+
+@runtime_checkable
+class ReceiptLedger(Protocol):
+    """A sink that can list the accepted attempts of some channels still waiting for a receipt:
+    for an upstream that keeps its receipts in memory (the sandbox) and re-derives them after a
+    restart, so that a crash does not turn them into false EXPIRED."""
+
+    async def awaiting_receipts(self, channels: Sequence[str]) -> list[AwaitingReceipt]: ...
 
 
 @runtime_checkable

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from omnirelay.channels.base import InboundFragment, InboundMessage, StatusReport
+from omnirelay.channels.base import (
+    AwaitingReceipt,
+    InboundFragment,
+    InboundMessage,
+    StatusReport,
+)
 from omnirelay.core.reports import WebhookDraft, messente_inbound
 from omnirelay.core.timefmt import utcnow
 from omnirelay.engine.wakeup import WEBHOOKS, Wakeup, wake_for
@@ -43,6 +48,9 @@ class EngineSink:
         wake_for(self.wakeup, effects)
         for report in reports:
             self.metrics.statuses.labels(report.channel).inc()
+
+    async def awaiting_receipts(self, channels: Sequence[str]) -> list[AwaitingReceipt]:
+        return [AwaitingReceipt(*row) for row in await self.store.sent_attempts(channels)]
 
     async def receive_inbound(self, messages: Sequence[InboundMessage]) -> None:
         if not messages:

@@ -690,6 +690,20 @@ class Store:
 
         return await self.db.write(work)
 
+    async def sent_attempts(self, channels: Sequence[str]
+                            ) -> list[tuple[str, str, str, datetime | None]]:
+        """(id, channel, to, sent_at) of the attempts on `channels` that an upstream accepted
+        and has not reported on yet."""
+        if not channels:
+            return []
+
+        def work(conn: Connection) -> list[tuple[str, str, str, datetime | None]]:
+            return [(r[0], r[1], r[2], r[3]) for r in conn.execute(
+                select(attempts.c.id, attempts.c.channel, attempts.c.to, attempts.c.sent_at)
+                .where(attempts.c.state == "sent", attempts.c.channel.in_(list(channels))))]
+
+        return await self.db.read(work)
+
     async def next_due_time(self) -> datetime | None:
         def work(conn: Connection) -> datetime | None:
             return conn.execute(select(func.min(attempts.c.due_at))
