@@ -35,6 +35,10 @@ class EngineSettings:
     # An upstream id (an SMSC message id) is kept this long after its attempt ended, for late
     # receipts; then it is purged, so an SMSC that reuses ids cannot match an old attempt.
     provider_ref_keep_seconds: float = 3 * 86400.0
+    # A receipt that matches no message is kept this long, for the message whose submit
+    # response is still being recorded; it may only match a submission that began at most this
+    # long before it arrived, and is dropped (counted in /metrics) when nothing claimed it.
+    receipt_match_window: float = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +70,6 @@ class ServerSettings:
     request_timeout: float = 30.0  # a whole request (head and body) once it starts; else 408
     keep_alive_timeout: int = 5  # seconds before an idle keep-alive connection is closed
     max_connections: int = 1000  # open connections; a request on one beyond answers 503
-
-
-@dataclass(frozen=True, slots=True)
-class AdminSettings:
-    # The operator API (/admin/v1) answers only when a token is set; clients send it as
-    # `Authorization: Bearer <token>`.
-    token: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +107,6 @@ class Settings:
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
-    admin: AdminSettings = field(default_factory=AdminSettings)
     # channel name -> provider name; anything not named here is served by the sandbox.
     channels: dict[str, str] = field(default_factory=dict)
     # provider name -> its raw settings table, validated by the provider itself.
@@ -216,7 +212,6 @@ def _build(raw: dict[str, Any]) -> Settings:
     sandbox = _section(raw, "sandbox", SandboxSettings)
     server = _section(raw, "server", ServerSettings)
     retention = _section(raw, "retention", RetentionSettings)
-    admin = _section(raw, "admin", AdminSettings)
     channels = raw.pop("channels", {}) or {}
     providers = raw.pop("providers", {}) or {}
     if not isinstance(channels, dict) or not all(isinstance(v, str) for v in channels.values()):
@@ -235,7 +230,7 @@ def _build(raw: dict[str, Any]) -> Settings:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in Settings.__dataclass_fields__ or key in {"engine", "webhooks", "sandbox",
-                                                               "server", "retention", "admin"}:
+                                                               "server", "retention"}:
             raise ConfigError(f"unknown setting {key!r}")
         values[key] = _coerce(key, value, type(getattr(defaults, key)))
     settings = Settings(
@@ -244,7 +239,6 @@ def _build(raw: dict[str, Any]) -> Settings:
         sandbox=sandbox,
         server=server,
         retention=retention,
-        admin=admin,
         channels=dict(channels),
         providers={k: dict(v) for k, v in providers.items()},
         **values,
@@ -254,12 +248,6 @@ def _build(raw: dict[str, Any]) -> Settings:
 
 
 def _validate(settings: Settings) -> None:
-    if settings.admin.token and (len(settings.admin.token) < 24
-                                 or not settings.admin.token.isascii()
-                                 or not settings.admin.token.isprintable()
-                                 or " " in settings.admin.token):
-        raise ConfigError("[admin] token must be at least 24 printable ASCII characters without "
-                          "spaces, e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
     kept = settings.retention
     if min(kept.omnimessages_days, kept.inbound_days, kept.webhooks_days) < 0 \
             or kept.batch_size < 1:
@@ -279,6 +267,8 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("database_timeout must be a positive number of seconds")
     if settings.engine.batch_size < 1 or settings.webhooks.max_tries < 1:
         raise ConfigError("engine.batch_size and webhooks.max_tries must be positive")
+    if settings.engine.receipt_match_window <= 0:
+        raise ConfigError("engine.receipt_match_window must be a positive number of seconds")
     try:
         DestinationPolicy.build(settings.webhooks.allowed_destinations, allow_loopback=False)
     except ValueError as exc:

@@ -88,7 +88,8 @@ class Runtime:
         # Every process that records statuses builds and signs callbacks, API or worker alike.
         self.signers: dict[str, Signer] = {**DEFAULT_SIGNERS, "twilio": sign_status_callback}
         self.metrics = Metrics()
-        self.store = Store(self.db, self.box, self._build_reports, self.metrics)
+        self.store = Store(self.db, self.box, self._build_reports, self.metrics,
+                           settings.engine.receipt_match_window)
         self.accounts = AccountCache(self.store)
         self.wakeup = Wakeup()
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -98,6 +99,9 @@ class Runtime:
         self.channels: dict[str, Channel] = {
             name: self.providers[settings.provider_for(name)] for name in CHANNELS
         }
+        for provider in self.providers.values():  # SMPP binds -> omnirelay_smpp_bind_up
+            if callable(bind_states := getattr(provider, "bind_states", None)):
+                self.metrics.watch_binds(bind_states)
         self._engine_tasks: list[str] = []
         self.dispatcher: Dispatcher | None = None
         self.webhook_sender: WebhookSender | None = None

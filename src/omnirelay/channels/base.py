@@ -70,6 +70,8 @@ class StatusReport:
     err: int | None = None
     error: str | None = None
     occurred_at: datetime | None = None
+    # which part receipts decide a multi-part message (core.multipart): every, any, first, last
+    parts: str = "every"
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,6 @@ log = logging.getLogger(__name__)
 # After being woken, expiry waits this long before looking again, so that a busy accept path
 # costs one read per tick rather than one per wake-up; deadlines fire within this of their time.
 EXPIRY_TICK = 0.25
-UNMATCHED_KEEP = timedelta(days=3)
 
 
 class Maintenance:
@@ -78,7 +77,7 @@ class Maintenance:
                         if owner == self.worker_id else "")
         if released:
             self.wakeup.wake(ATTEMPTS)
-        if await self.store.rematch_unmatched(now, now - UNMATCHED_KEEP):
+        if await self.store.rematch_unmatched(now):  # and drops those past the match window
             self.wakeup.wake()
         await self.store.purge_provider_refs(
             now - timedelta(seconds=self.settings.provider_ref_keep_seconds))

@@ -42,7 +42,7 @@ class EngineSink:
         effects = await self.store.apply_reports([
             Report(channel=r.channel, status=r.status, message_id=r.message_id,
                    provider_ref=r.provider_ref, err=r.err, error=r.error,
-                   occurred_at=r.occurred_at or now)
+                   occurred_at=r.occurred_at or now, parts=r.parts)
             for r in reports
         ], now)
         wake_for(self.wakeup, effects)

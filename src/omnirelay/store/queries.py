@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -30,7 +30,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql import ColumnElement
 
+from omnirelay.core.addresses import number_keys
 from omnirelay.core.destinations import receiver_host
+from omnirelay.core.logthrottle import LogThrottle
 from omnirelay.core.reports import WebhookDraft
 from omnirelay.core.secrets import SecretBox
 from omnirelay.core.statuses import Err, Status
@@ -80,7 +82,6 @@ class Account:
     inbound_url: str | None
     replacements: dict[str, str] | None
     created_at: datetime
-    state: str = "active"
 
     def __repr__(self) -> str:  # never print secrets, not even in a traceback
         return f"Account(id={self.id}, name={self.name!r})"
@@ -248,8 +249,12 @@ class Fragment:
 
 class Store:
     def __init__(self, db: Database, box: SecretBox, report_builder: ReportBuilder,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, receipt_match_window: float = 120.0) -> None:
         self.db = db
+        # a parked receipt may match a submission that began at most this long before it arrived
+        self.match_window = timedelta(seconds=receipt_match_window)
+        self._unmatched_log = LogThrottle(log)
+        self._unowned_log = LogThrottle(log)
         self.box = box
         self.report_builder = report_builder
         self.metrics = metrics
@@ -303,15 +308,11 @@ class Store:
     async def account_by_name(self, name: str) -> Account | None:
         return await self.account_by(accounts.c.name == name)
 
-    # Credentials only open active accounts: a disabled or deleted one is as unknown as a name
-    # that never existed, and takes the same path in authentication.
     async def account_by_username(self, username: str) -> Account | None:
-        return await self.account_by(and_(accounts.c.api_username == username,
-                                          accounts.c.state == "active"))
+        return await self.account_by(accounts.c.api_username == username)
 
     async def account_by_sid(self, sid: str) -> Account | None:
-        return await self.account_by(and_(accounts.c.twilio_account_sid == sid,
-                                          accounts.c.state == "active"))
+        return await self.account_by(accounts.c.twilio_account_sid == sid)
 
     async def account_by_id(self, account_id: int) -> Account | None:
         return await self.account_by(accounts.c.id == account_id)
@@ -325,8 +326,7 @@ class Store:
 
     async def list_accounts(self) -> list[Account]:
         def work(conn: Connection) -> Any:
-            return conn.execute(select(accounts).where(accounts.c.state != "deleted")
-                                .order_by(accounts.c.id)).mappings().all()
+            return conn.execute(select(accounts).order_by(accounts.c.id)).mappings().all()
 
         return [self._account(row) for row in await self.db.read(work)]
 
@@ -352,19 +352,6 @@ class Store:
         account = await self.account_by_id(account_id)
         assert account is not None
         return account
-
-    async def delete_account(self, account_id: int, scrubbed: Mapping[str, str]) -> None:
-        """The account's credentials stop opening anything and its names are free again; its
-        messages, inbound and callbacks stay until retention purges them. `scrubbed`: fresh
-        random secrets, in clear, to seal over the old ones."""
-        def work(conn: Connection) -> None:
-            freed = f"~deleted~{account_id}"  # no name, username or SID can look like this
-            conn.execute(update(accounts).where(accounts.c.id == account_id).values(
-                state="deleted", name=freed, api_username=freed, twilio_account_sid=freed,
-                **{key + "_enc": self.box.seal(value) for key, value in scrubbed.items()}))
-            conn.execute(delete(inbound_numbers).where(inbound_numbers.c.account_id == account_id))
-
-        await self.db.write(work)
 
     async def set_inbound_numbers(self, account_id: int, numbers: Iterable[str]) -> None:
         wanted = list(dict.fromkeys(numbers))
@@ -395,7 +382,7 @@ class Store:
             inbound_secret=self.box.open(row["inbound_secret_enc"]),
             default_sender=row["default_sender"], dlr_url=row["dlr_url"],
             inbound_url=row["inbound_url"], replacements=row["replacements"],
-            created_at=row["created_at"], state=row["state"],
+            created_at=row["created_at"],
         )
 
     # accepting -----------------------------------------------------------------------------
@@ -601,6 +588,8 @@ class Store:
         units = [OutcomeUnit(o, channel_of[o.message_id], owner, submitted_at) for o in outcomes]
         written = await self.writer.submit(self._outcomes_op, units, now)
         effects = written.value or Effects()
+        self._count_unmatched("dropped", {channel_of[o.message_id] for o in outcomes},
+                              effects.dropped)
         for unit, error in written.refused:
             self._refused("send_outcome", f"the send outcome of attempt {unit.outcome.message_id}",
                           error, "recording it without its upstream ids")
@@ -621,7 +610,8 @@ class Store:
         now = max(s.context for s in submissions)
         units = sorted((u for s in submissions for u in s.units),
                        key=lambda u: u.outcome.message_id)  # lock order, see transitions
-        writer = StatusWriter(conn, self.report_builder, now, self.db.notify, "submit")
+        writer = StatusWriter(conn, self.report_builder, now, self.db.notify, "submit",
+                              self.match_window)
         retry = [u for u in units if u.outcome.retry_after is not None]
         accepted = [u for u in units if u.outcome.retry_after is None]
         if retry:
@@ -631,6 +621,7 @@ class Store:
         if accepted:
             S.mark_sent.run(conn, [
                 {"mid": u.outcome.message_id, "owner": u.owner, "now": now,
+                 "sent": min(u.submitted_at or now, now),
                  "parts": u.outcome.parts_count} for u in accepted])
         refs: dict[tuple[str, str], tuple[str, int, datetime | None]] = {
             (u.channel, ref): (u.outcome.message_id, part, u.submitted_at)
@@ -645,7 +636,7 @@ class Store:
                       for u in accepted if u.outcome.status is not None])
         writer.rematch(list(refs), since={key: value[2] for key, value in refs.items()})
         writer.flush()
-        return [writer.effects] * len(submissions)
+        return writer.effects.per_submission(len(submissions))
 
     def _refused(self, kind: str, what: str, error: Exception, rule: str) -> None:
         log.error("the database refused %s (%s); %s", what, describe(error), rule)
@@ -661,15 +652,29 @@ class Store:
         for report, error in written.refused:
             self._refused("report", f"a {report.status} report for "
                           f"{report.message_id or report.provider_ref}", error, "dropping it")
-        return written.value or Effects()
+        effects = written.value or Effects()
+        if effects.parked:
+            self._count_unmatched("parked", {r.channel for r in reports}, effects.parked)
+            self._unmatched_log.warning(
+                "%d receipt(s) matched no message (e.g. %s); kept %.0fs for a message whose "
+                "submit response has not been recorded yet", effects.parked,
+                effects.parked_ref,
+                self.match_window.total_seconds())
+        return effects
+
+    def _count_unmatched(self, outcome: str, channels: set[str], count: int) -> None:
+        # one channel in practice: receipts come from one upstream per batch
+        if self.metrics is not None and count:
+            self.metrics.unmatched_receipts.labels(min(channels) if channels else "",
+                                                   outcome).inc(count)
 
     def _apply_reports(self, conn: Connection, submissions: Sequence[Submission[Report, datetime]]
                        ) -> list[Effects]:
         writer = StatusWriter(conn, self.report_builder, max(s.context for s in submissions),
-                              self.db.notify)
+                              self.db.notify, match_window=self.match_window)
         writer.apply([r for s in submissions for r in s.units])
         writer.flush()
-        return [writer.effects] * len(submissions)
+        return writer.effects.per_submission(len(submissions))
 
     async def expire_attempts(self, now: datetime, limit: int = 1000) -> int:
         """Attempts past their deadline without success become EXPIRED (err 2)."""
@@ -737,24 +742,44 @@ class Store:
 
         return await self.db.read(work)
 
-    async def rematch_unmatched(self, now: datetime, drop_before: datetime) -> int:
-        """Retry parked receipts whose ref has been stored since (maybe by another process), and
-        drop those nobody claimed for a long time."""
-        def work(conn: Connection) -> int:
+    async def rematch_unmatched(self, now: datetime, drop_before: datetime | None = None) -> int:
+        """Retry parked receipts whose ref has been stored since (by another process, in the
+        race of the two writes), each only within the match window after its new holder's
+        submit began; and drop those parked before `drop_before` (default: the match window
+        ago), which no message claimed. Returns how many refs were retried."""
+        drop_before = drop_before if drop_before is not None else now - self.match_window
+
+        def work(conn: Connection) -> tuple[int, int, set[str], dict[str, int]]:
             rows = conn.execute(
-                select(unmatched_reports.c.channel, unmatched_reports.c.ref)
-                .where(exists().where(provider_refs.c.channel == unmatched_reports.c.channel,
-                                      provider_refs.c.ref == unmatched_reports.c.ref))
+                select(unmatched_reports.c.channel, unmatched_reports.c.ref, attempts.c.sent_at)
+                .join(provider_refs, (provider_refs.c.channel == unmatched_reports.c.channel)
+                      & (provider_refs.c.ref == unmatched_reports.c.ref))
+                .join(attempts, attempts.c.id == provider_refs.c.attempt_id)
                 .limit(1000)
             ).all()
+            writer = StatusWriter(conn, self.report_builder, now, self.db.notify,
+                                  match_window=self.match_window)
             if rows:
-                writer = StatusWriter(conn, self.report_builder, now, self.db.notify)
-                writer.rematch([(r[0], r[1]) for r in rows])
+                writer.rematch([(r[0], r[1]) for r in rows],
+                               since={(r[0], r[1]): r[2] for r in rows})
                 writer.flush()
-            conn.execute(delete(unmatched_reports).where(unmatched_reports.c.created_at < drop_before))
-            return len(rows)
+            expired: dict[str, int] = {str(r[0]): int(r[1]) for r in conn.execute(
+                select(unmatched_reports.c.channel, func.count())
+                .where(unmatched_reports.c.created_at < drop_before)
+                .group_by(unmatched_reports.c.channel)).all()}
+            if expired:
+                conn.execute(delete(unmatched_reports)
+                             .where(unmatched_reports.c.created_at < drop_before))
+            return len(rows), writer.dropped, {r[0] for r in rows}, expired
 
-        return await self.db.write(work)
+        retried, dropped, channels, expired = await self.db.write(work)
+        self._count_unmatched("dropped", channels, dropped)
+        for channel, count in sorted(expired.items()):
+            self._count_unmatched("expired", {channel}, count)
+            self._unmatched_log.warning(
+                "%d %s receipt(s) matched no message within %.0fs of arriving; dropped them",
+                count, channel, self.match_window.total_seconds())
+        return retried
 
     async def purge_provider_refs(self, before: datetime, limit: int = 5000) -> int:
         """Forget upstream ids of attempts that ended before `before` (or whose message was
@@ -861,8 +886,7 @@ class Store:
     ) -> list[str]:
         """Store inbound messages and queue their webhooks; the account is the one owning the
         recipient number. Returns the new message ids."""
-        recipients = list({m.recipient for m in messages})
-        owners = await self._owners(recipients)
+        owners = await self._owners(list({m.recipient for m in messages}))
         ids: list[str] = []
         rows: list[dict[str, Any]] = []
         drafts: list[tuple[int, str, WebhookDraft]] = []
@@ -881,9 +905,19 @@ class Store:
 
         units = [(row, [d for d in drafts if d[1] == row["id"]]) for row in rows]
         written = await self.writer.submit(self._inbound_op, units, now)
+        refused = {row["id"] for (row, _), _error in written.refused}
         for (row, _), error in written.refused:
             self._refused("inbound", f"inbound message {row['id']} on {row['channel']}", error,
                           "dropping it")
+        for row in rows:
+            if row["account_id"] is None and row["id"] not in refused:
+                # kept, without an account: the operator sees it; nobody else is told
+                self._unowned_log.warning(
+                    "inbound %s message %s from %s to %s: no account owns that number; stored "
+                    "without an account", row["channel"], row["id"], row["sender"],
+                    row["recipient"])
+                if self.metrics is not None:
+                    self.metrics.unowned_inbound.labels(row["channel"]).inc()
         return ids
 
     def _store_inbound(self, conn: Connection,
@@ -897,16 +931,21 @@ class Store:
         return [None] * len(submissions)
 
     async def _owners(self, recipients: list[str]) -> dict[str, Account]:
+        """recipient -> the account owning it, registered with or without its '+'."""
+        keys = {key: recipient for recipient in recipients for key in number_keys(recipient)}
+
         def work(conn: Connection) -> list[tuple[str, int]]:
             return [(r[0], r[1]) for r in conn.execute(
                 select(inbound_numbers.c.number, inbound_numbers.c.account_id)
-                .where(inbound_numbers.c.number.in_(recipients)))]
+                .where(inbound_numbers.c.number.in_(list(keys))))]
 
         owners: dict[str, Account] = {}
-        for number, account_id in await self.db.read(work):
+        # the recipient's own spelling wins over another form of it
+        for number, account_id in sorted(await self.db.read(work),
+                                         key=lambda row: row[0] != keys[row[0]]):
             account = await self.account_by_id(account_id)
             if account is not None:
-                owners[number] = account
+                owners.setdefault(keys[number], account)
         return owners
 
     async def add_fragments(self, fragments: Sequence[Fragment]) -> list[Inbound]:

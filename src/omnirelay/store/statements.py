@@ -145,10 +145,11 @@ _MINE = (attempts.c.id == bindparam("mid"), attempts.c.state == "sending",
 requeue_sending = (update(attempts).where(*_MINE)
                    .values(state="due", due_at=bindparam("due"), lease_owner=None,
                            lease_until=None, updated_at=bindparam("now")))
+# sent_at is when the submission began: no receipt for it can be older (see transitions)
 mark_sent = Raw(
-    "UPDATE attempts SET state = 'sent', sent_at = :now, parts_count = :parts, "
+    "UPDATE attempts SET state = 'sent', sent_at = :sent, parts_count = :parts, "
     "lease_owner = NULL, lease_until = NULL, updated_at = :now "
-    "WHERE id = :mid AND state = 'sending' AND lease_owner = :owner", times=("now",))
+    "WHERE id = :mid AND state = 'sending' AND lease_owner = :owner", times=("now", "sent"))
 
 
 # The newest submission owns an upstream id: SMSCs restart, wrap or reset their counters.
@@ -167,7 +168,7 @@ def _attempt_rows(lock: bool) -> Any:
     # Only what a transition reads: each datetime column left out is a parse per row saved.
     a = attempts.c
     query = (select(a.id, a.omnimessage_id, a.account_id, a.seq, a.channel, a.sender, a.to,
-                    a.content, a.state, a.status, a.err, a.error, a.parts_count,
+                    a.content, a.state, a.status, a.err, a.error, a.parts_count, a.sent_at,
                     omnimessages.c.surface, omnimessages.c.dlr_url.label("om_dlr_url"),
                     omnimessages.c.text_store, omnimessages.c.extra, omnimessages.c.variants,
                     accounts.c.dlr_url.label("account_dlr_url"))
@@ -189,7 +190,8 @@ delete_parked = delete(unmatched_reports).where(
     unmatched_reports.c.id.in_(bindparam("ids", expanding=True)))
 park_reports = insert(unmatched_reports)
 
-refs_for_keys = (select(provider_refs.c.channel, provider_refs.c.ref, provider_refs.c.attempt_id)
+refs_for_keys = (select(provider_refs.c.channel, provider_refs.c.ref, provider_refs.c.attempt_id,
+                        provider_refs.c.part)
                  .where(_REF_KEY.in_(bindparam("keys", expanding=True))))
 set_part_status = Raw("UPDATE provider_refs SET status = :s, err = :e "
                       "WHERE channel = :c AND ref = :r")

@@ -11,13 +11,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection
 
-from omnirelay.core.fallback import Next, apply_status, combine_parts
+from omnirelay.core import multipart
+from omnirelay.core.fallback import Next, apply_status
 from omnirelay.core.reports import ReportContext, WebhookDraft
 from omnirelay.core.statuses import Status
 from omnirelay.store import statements as S
@@ -33,9 +34,22 @@ class Effects:
 
     attempts: bool = False  # a next variant became due
     webhooks: bool = False  # callbacks were queued
+    # receipts that matched no attempt: parked for a later match, or dropped as they cannot
+    # belong to the attempt that now holds their ref (counted once, on the first submission)
+    parked: int = 0
+    dropped: int = 0
+    parked_ref: str = ""  # one of the parked receipts' refs, for the log line
 
     def __or__(self, other: Effects) -> Effects:
-        return Effects(self.attempts or other.attempts, self.webhooks or other.webhooks)
+        return Effects(self.attempts or other.attempts, self.webhooks or other.webhooks,
+                       self.parked + other.parked, self.dropped + other.dropped,
+                       self.parked_ref or other.parked_ref)
+
+    def per_submission(self, count: int) -> list[Effects]:
+        """One result per merged submission; the counts ride on the first only, so that adding
+        up the submissions' results counts each receipt once."""
+        rest = replace(self, parked=0, dropped=0, parked_ref="")
+        return [self] + [rest] * (count - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +63,8 @@ class Report:
     err: int | None = None
     error: str | None = None
     occurred_at: datetime | None = None
+    # which part receipts decide a multi-part message: every, any, first or last (core.multipart)
+    parts: str = "every"
 
 
 def _attempt_rows(conn: Connection, statement: Any, ids: Sequence[str]
@@ -56,10 +72,22 @@ def _attempt_rows(conn: Connection, statement: Any, ids: Sequence[str]
     return {row["id"]: dict(row) for row in conn.execute(statement, {"ids": list(ids)}).mappings()}
 
 
+def _not_before(at: datetime, sent_at: datetime | None) -> datetime:
+    """A receipt's done date has minute resolution: one written in the minute of the submit
+    would otherwise say the message was delivered before it was sent."""
+    if at.tzinfo is not None:
+        at = at.astimezone(UTC).replace(tzinfo=None)
+    return sent_at if sent_at is not None and at < sent_at else at
+
+
 class StatusWriter:
     def __init__(self, conn: Connection, report_builder: ReportBuilder, now: datetime,
-                 notify: Callable[[Connection, str], None], source: str = "receipt") -> None:
+                 notify: Callable[[Connection, str], None], source: str = "receipt",
+                 match_window: timedelta = timedelta(seconds=120)) -> None:
         self.conn = conn
+        self.match_window = match_window  # how long after a submit began its receipt may park
+        self.parked: list[tuple[str, str]] = []  # (channel, ref) of the receipts parked here
+        self.dropped = 0  # parked receipts that could not be their ref's new holder's
         self.source = source  # what the status events say reported them
         self.build = report_builder
         self.now = now
@@ -106,9 +134,11 @@ class StatusWriter:
 
     def rematch(self, keys: Sequence[tuple[str, str]],
                 since: dict[tuple[str, str], datetime | None] | None = None) -> None:
-        """Apply parked receipts whose refs are now known. With `since` (ref -> when its new
-        holder's submission began), a receipt parked before then cannot be the new holder's: it
-        is dropped, never applied to a message it does not belong to."""
+        """Apply parked receipts whose refs are now known. `since` (ref -> when its new holder's
+        submission began; unknown: now) bounds what can be the new holder's: a receipt parked
+        within `match_window` after then. Any other was for some earlier message (an SMSC that
+        reuses ids, another system's traffic): it is dropped, never applied to a message it does
+        not belong to."""
         if not keys:
             return
         rows = self.conn.execute(S.parked_for_keys, {"keys": list(keys)}).mappings().all()
@@ -116,8 +146,16 @@ class StatusWriter:
             return
         self.conn.execute(S.delete_parked, {"ids": [r["id"] for r in rows]})
         since = since or {}
-        kept = [r for r in rows if (start := since.get((r["channel"], r["ref"]))) is None
-                or r["created_at"] >= start]
+        kept = []
+        for row in rows:
+            start = since.get((row["channel"], row["ref"])) or self.now - self.match_window
+            if start <= row["created_at"] <= start + self.match_window:
+                kept.append(row)
+                continue
+            self.dropped += 1
+            log.info("dropped a %s receipt for %s parked at %s: its ref's new holder began "
+                     "submitting at %s, so it cannot be that message's", row["channel"],
+                     row["ref"], row["created_at"], start)
         self.apply([Report(channel=r["channel"], status=r["status"], provider_ref=r["ref"],
                            err=r["err"], error=r["error"], occurred_at=r["occurred_at"])
                     for r in kept])
@@ -126,11 +164,11 @@ class StatusWriter:
         """Map upstream refs to attempts, park what cannot be matched yet, and combine the parts
         of multi-part messages into one status per attempt."""
         keys = {(r.channel, r.provider_ref) for r in reports}
-        found = {(row[0], row[1]): row[2] for row in self.conn.execute(
+        found = {(row[0], row[1]): (row[2], row[3]) for row in self.conn.execute(
             S.refs_for_keys, {"keys": list(keys)}).all()}
         parked: list[dict[str, Any]] = []
         part_updates: list[dict[str, Any]] = []
-        last: dict[str, Report] = {}
+        last: dict[str, list[tuple[Report, int]]] = {}  # attempt -> its reports, with their part
         for report in reports:
             key = (report.channel, report.provider_ref or "")
             if key not in found:
@@ -140,9 +178,11 @@ class StatusWriter:
                                "created_at": self.now})
                 continue
             part_updates.append({"c": key[0], "r": key[1], "s": report.status, "e": report.err})
-            last[found[key]] = report
+            attempt_id, part = found[key]
+            last.setdefault(attempt_id, []).append((report, part))
         if parked:
             self.conn.execute(S.park_reports, parked)
+            self.parked.extend((p["channel"], p["ref"]) for p in parked)
         if part_updates:
             S.set_part_status.run(self.conn, part_updates)
         if not last:
@@ -151,13 +191,17 @@ class StatusWriter:
         for attempt_id, status in self.conn.execute(S.part_statuses, {"ids": list(last)}):
             parts.setdefault(attempt_id, []).append(Status(status) if status else None)
         resolved: list[Report] = []
-        for attempt_id, report in last.items():
+        for attempt_id, candidates in last.items():
             statuses = parts.get(attempt_id, [])
+            # the newest, unless an earlier one is for the part that decides (first/last)
+            report, part = next((c for c in reversed(candidates) if multipart.decides(
+                c[0].parts, c[1], len(statuses))), candidates[-1])
             if len(statuses) <= 1:
                 resolved.append(Report(report.channel, report.status, attempt_id, None,
                                        report.err, report.error, report.occurred_at))
                 continue
-            combined = combine_parts(statuses)
+            combined = multipart.message_status(report.parts, part, Status(report.status),
+                                                statuses)
             if combined is not None:
                 own = Status(report.status) == combined
                 resolved.append(Report(report.channel, combined, attempt_id, None,
@@ -183,7 +227,7 @@ class StatusWriter:
         row.update(values)
         self.events.append({"attempt_id": row["id"], "status": outcome.status.value,
                             "err": outcome.err, "source": self.source, "created_at": self.now})
-        self._draft(row, "status", report.occurred_at or self.now)
+        self._draft(row, "status", _not_before(report.occurred_at or self.now, row["sent_at"]))
         last = row["seq"] >= row["variants"] - 1
         if outcome.next is Next.END_SUCCESS:
             if not last:
@@ -210,7 +254,9 @@ class StatusWriter:
 
     @property
     def effects(self) -> Effects:
-        return Effects(attempts=bool(self.start_after), webhooks=bool(self.drafts))
+        return Effects(attempts=bool(self.start_after), webhooks=bool(self.drafts),
+                       parked=len(self.parked), dropped=self.dropped,
+                       parked_ref=self.parked[0][1] if self.parked else "")
 
     def flush(self) -> None:
         conn, now = self.conn, self.now

@@ -38,7 +38,13 @@ from omnirelay.channels.smpp import pdu
 from omnirelay.channels.smpp.connector import Accepted, Connector, Refused, RetryLater, SubmitFields
 from omnirelay.channels.smpp.inbound import read_inbound
 from omnirelay.channels.smpp.outcomes import permanent_refusal
-from omnirelay.channels.smpp.receipts import is_receipt, map_stat, normalize_message_id, read_receipt
+from omnirelay.channels.smpp.receipts import (
+    describe_pdu,
+    is_receipt,
+    map_stat,
+    normalize_message_id,
+    read_receipt,
+)
 from omnirelay.channels.smpp.routing import Router
 from omnirelay.channels.smpp.session import SmppSession
 from omnirelay.channels.smpp.settings import ConnectorSettings, SmppSettings
@@ -114,6 +120,15 @@ class SmppChannel:
 
     def connector_states(self) -> dict[str, dict[str, Any]]:
         return {name: connector.state() for name, connector in self.connectors.items()}
+
+    def bind_states(self) -> dict[tuple[str, str], int]:
+        """(connector, role) -> 1 when that bind is up, for /metrics."""
+        states: dict[tuple[str, str], int] = {}
+        for name, connector in self.connectors.items():
+            roles = ("trx",) if connector.settings.bind == "transceiver" else ("tx", "rx")
+            up = set(connector.state()["binds"])
+            states.update({(name, role): int(role in up) for role in roles})
+        return states
 
     async def wait_ready(self, within: float = 10.0) -> None:
         """Wait until every connector's sending bind is up (for tests and benchmarks)."""
@@ -245,18 +260,22 @@ class SmppChannel:
     def _report(self, settings: ConnectorSettings, message: pdu.ShortMessage) -> StatusReport | None:
         receipt = read_receipt(message)
         if receipt is None:
-            log.warning("SMPP connector %r: a receipt without a message id", settings.name)
+            # Acknowledged all the same: redelivered, it would be just as unreadable, and an SMSC
+            # that retries may hold back what follows it. So every one is logged, raw.
+            log.warning("SMPP connector %r: a receipt without a message id, acknowledged and "
+                        "dropped: %s", settings.name, describe_pdu(message))
             return None
+        if not receipt.known_stat:
+            log.warning("SMPP connector %r: a receipt with an unknown state %r, reported as "
+                        "UNKNOWN: %s", settings.name, receipt.stat, describe_pdu(message))
         mapped = map_stat(receipt.stat)
         if mapped is None:
             return None
         status, err = mapped
-        smsc_id = receipt.message_id
-        if receipt.from_text_id and settings.receipt_id_base is not None:
-            smsc_id = normalize_message_id(smsc_id, convert_from=settings.receipt_id_base,
-                                           convert_to=settings.submit_id_base)
+        smsc_id = receipt.smsc_id(settings.receipt_id_base, settings.submit_id_base)
         return StatusReport(channel="sms", status=status, provider_ref=self.provider_ref(settings, smsc_id),
-                            err=err, error=error_text(err), occurred_at=receipt.done_at)
+                            err=err, error=error_text(err), occurred_at=receipt.done_at,
+                            parts=settings.multipart_receipts)
 
 
 def create_channel(settings: Mapping[str, Any]) -> SmppChannel:

@@ -10,6 +10,9 @@ Text: data_coding 0 is the GSM 03.38 default alphabet (unpacked), 8 UCS-2, 3 Lat
 binary codings (2, 4) are passed on as hex with extra["binary"] = True. A UCS-2 part that ends inside a
 surrogate pair (other senders may split there) decodes with U+FFFD for the broken half rather than
 carrying a lone surrogate into storage.
+
+Addresses: sender and recipient in E.164 when they are full international numbers, whatever their
+TON (see core.addresses); short codes and alphanumeric senders as they came.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from datetime import datetime
 from omnirelay.channels.base import InboundFragment, InboundMessage
 from omnirelay.channels.smpp import pdu
 from omnirelay.core import gsm7
+from omnirelay.core.addresses import inbound_address
 from omnirelay.core.sms import parse_concat_udh, parse_udh, split_short_message
 
 CHANNEL = "sms"
@@ -52,12 +56,6 @@ def _scheme(udh: bytes) -> str:
     return "u8"
 
 
-def _address(address: str, ton: int) -> str:
-    if ton == 1 and address.isdigit():
-        return "+" + address
-    return address
-
-
 def read_inbound(connector: str, message: pdu.ShortMessage,
                  received_at: datetime) -> InboundMessage | InboundFragment:
     payload = message.short_message or message.tlvs.get(pdu.Tag.MESSAGE_PAYLOAD, b"")
@@ -78,8 +76,8 @@ def read_inbound(connector: str, message: pdu.ShortMessage,
         if total > 1 and 1 <= sequence <= total:
             concat = ("sar", reference, total, sequence)
     text, binary = _text(payload, message.data_coding)
-    sender = _address(message.source_addr, message.source_addr_ton)
-    recipient = _address(message.destination_addr, message.dest_addr_ton)
+    sender = inbound_address(message.source_addr, message.source_addr_ton)
+    recipient = inbound_address(message.destination_addr, message.dest_addr_ton)
     if concat is not None:
         scheme, reference, total, sequence = concat
         return InboundFragment(

@@ -23,6 +23,13 @@ State mapping (receipt `stat:` text, or `message_state` TLV value) -> Status, er
     anything else               UNKNOWN   -
 
 Receipt ids are normalised by `normalize_message_id` (see there) exactly as submit_sm_resp ids are.
+With a `receipt_id_base`, `smsc_id` re-bases every id a receipt carries, TLV and text alike, except
+that a receipt whose TLV and text ids differ keeps its TLV as is: SMPP 3.4 says that TLV repeats the
+submit_sm_resp id, and the differing text is then the one in the other base.
+
+The text is decoded by data_coding: 8 (UCS-2) as UTF-16BE, which some SMSCs use when the original
+text was not Latin; every other coding as Latin-1, since the field syntax is ASCII and the GSM
+default alphabet would turn `submit_date`'s `_` into `§`. A data_sm's text may sit in message_payload.
 """
 
 from __future__ import annotations
@@ -66,11 +73,31 @@ _HEX = re.compile(r"[0-9A-Fa-f]+")
 
 @dataclass(frozen=True, slots=True)
 class Receipt:
-    message_id: str  # as the SMSC wrote it (TLV, else text); normalise before matching
+    tlv_id: str  # receipted_message_id as the SMSC wrote it, "" when absent
+    text_id: str  # the text's id: field, "" when absent
     stat: str  # upper-case stat name, e.g. DELIVRD
     smsc_err: str | None  # the receipt's own err field, network specific
     done_at: datetime | None
-    from_text_id: bool  # the id came from the text, not the receipted_message_id TLV
+    known_stat: bool = True  # False: neither a message_state TLV nor a stat the map knows
+
+    @property
+    def message_id(self) -> str:
+        """As the SMSC wrote it (TLV, else text); normalise before matching."""
+        return self.tlv_id or self.text_id
+
+    @property
+    def from_text_id(self) -> bool:
+        return not self.tlv_id
+
+    def smsc_id(self, receipt_base: int | None, submit_base: int) -> str:
+        """The id to match, in the submit_sm_resp base (see the module docstring)."""
+        if receipt_base is None:
+            return self.message_id
+        if (self.tlv_id and self.text_id
+                and normalize_message_id(self.tlv_id) != normalize_message_id(self.text_id)):
+            return self.tlv_id
+        return normalize_message_id(self.message_id, convert_from=receipt_base,
+                                    convert_to=submit_base)
 
 
 def is_receipt(esm_class: int) -> bool:
@@ -107,21 +134,39 @@ def _date(value: str | None) -> datetime | None:
         return None
 
 
+def receipt_text(message: pdu.ShortMessage) -> str:
+    payload = message.short_message or message.tlvs.get(pdu.Tag.MESSAGE_PAYLOAD, b"")
+    if not payload:
+        return ""
+    if message.data_coding == 8:
+        return payload.decode("utf-16-be", errors="replace")
+    return payload.decode("latin-1")
+
+
 def read_receipt(message: pdu.ShortMessage) -> Receipt | None:
     """The receipt carried by `message`, or None when it has no message id at all."""
-    text = message.short_message.decode("latin-1") if message.short_message else ""
-    fields = parse_text(text)
+    fields = parse_text(receipt_text(message))
     tlv_id = message.tlvs.get(pdu.Tag.RECEIPTED_MESSAGE_ID, b"").rstrip(b"\0").decode("latin-1").strip()
-    message_id = tlv_id or fields.get("id", "")
-    if not message_id:
+    text_id = fields.get("id", "").strip("\0").strip()
+    if not (tlv_id or text_id):
         return None
     state = message.tlvs.get(pdu.Tag.MESSAGE_STATE)
     if state and state[0] in MESSAGE_STATE_NAMES:
-        stat = MESSAGE_STATE_NAMES[state[0]]
+        stat, known = MESSAGE_STATE_NAMES[state[0]], True
     else:
         stat = fields.get("stat", "UNKNOWN").upper()
-    return Receipt(message_id, stat, fields.get("err"), _date(fields.get("done date")),
-                   from_text_id=not tlv_id)
+        known = stat in STAT_MAP
+    return Receipt(tlv_id, text_id, stat, fields.get("err"), _date(fields.get("done date")),
+                   known_stat=known)
+
+
+def describe_pdu(message: pdu.ShortMessage) -> str:
+    """The raw fields of a deliver_sm/data_sm, for a log line about one we could not read."""
+    tlvs = " ".join(f"0x{tag:04x}={value.hex()}" for tag, value in sorted(message.tlvs.items()))
+    return (f"esm_class=0x{message.esm_class:02x} data_coding=0x{message.data_coding:02x} "
+            f"source_addr={message.source_addr!r} ton={message.source_addr_ton} "
+            f"destination_addr={message.destination_addr!r} ton={message.dest_addr_ton} "
+            f"short_message={message.short_message.hex() or '-'} tlvs={tlvs or '-'}")
 
 
 def map_stat(stat: str) -> tuple[Status, int | None] | None:

@@ -25,7 +25,8 @@
     retry_after = 10.0            # the retry_after reported when a message could not go out now
     registered_delivery = 1
     service_type = ""
-    receipt_id_base = "same"      # "same", or "dec"/"hex" when receipt texts use another base
+    receipt_id_base = "same"      # "same", or "dec"/"hex" when receipt ids use another base
+    multipart_receipts = "every"  # which part receipts decide a long SMS: every, any, first, last
     ref_scope = "<system_id>@<host>:<port>"  # provider_ref prefix; same value = same SMSC account
     tls = false
     tls_ca_file = ""              # default: the system's trust store
@@ -47,6 +48,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from omnirelay.core import multipart
 from omnirelay.errors import ConfigError
 
 _BIND_MODES = {"transceiver": "transceiver", "trx": "transceiver",
@@ -81,6 +83,7 @@ class ConnectorSettings:
     registered_delivery: int = 1
     service_type: str = ""
     receipt_id_base: int | None = None
+    multipart_receipts: str = "every"
     submit_id_base: int = 16
     ref_scope: str = ""
     tls: bool = False
@@ -182,6 +185,12 @@ def _connector(item: Any, index: int) -> ConnectorSettings:
             if not isinstance(item[key], bool):
                 raise ConfigError(f"{where}.{key} must be true or false")
             values[key] = item[key]
+    if "multipart_receipts" in item:
+        rule = str(item["multipart_receipts"]).strip().lower()
+        if rule not in multipart.RULES:
+            raise ConfigError(f"{where}.multipart_receipts must be one of "
+                              f"{', '.join(multipart.RULES)}, not {item['multipart_receipts']!r}")
+        values["multipart_receipts"] = rule
     if "receipt_id_base" in item:
         base = str(item["receipt_id_base"]).strip().lower()
         if base not in _ID_BASES:
