@@ -43,7 +43,7 @@ _OMNIMESSAGE: dict[str, Any] = {
         "dlr_url": {"type": "string", "format": "uri", "maxLength": 2048},
         "text_store": {"type": "string", "enum": ["nostore", "plaintext", "sha256"]},
         "time_to_send": {"type": "string", "format": "date-time",
-                         "description": "at most 365 days ahead"},
+                         "description": "UTC unless a zone is given; years 1970 to 2999"},
         "priority": {"type": "string", "enum": ["low", "regular", "high"]},
     },
 }

@@ -18,7 +18,7 @@ import phonenumbers
 
 from omnirelay.core import validation as v
 from omnirelay.core.sms import content_options, count_segments
-from omnirelay.core.timefmt import MAX_SCHEDULE_AHEAD, parse_iso8601, utcnow
+from omnirelay.core.timefmt import EARLIEST, LATEST, parse_iso8601
 
 PRIORITIES = {"high": 0, "regular": 1, "low": 2}
 TEXT_STORES = ("plaintext", "sha256", "nostore")
@@ -59,9 +59,7 @@ class PlannedAttempt:
     validity_seconds: int
 
 
-def parse_omnimessage(body: Any, path: str = "", now: datetime | None = None
-                      ) -> OmnimessageRequest:
-    """`now` (naive UTC, default the clock) bounds time_to_send to MAX_SCHEDULE_AHEAD."""
+def parse_omnimessage(body: Any, path: str = "") -> OmnimessageRequest:
     data = v.fields(
         v.obj(body, path), path,
         ("to", "messages", "dlr_url", "text_store", "time_to_send", "priority"),
@@ -87,16 +85,13 @@ def parse_omnimessage(body: Any, path: str = "", now: datetime | None = None
     time_to_send = None
     if "time_to_send" in data:
         source = v.join(path, "time_to_send")
+        # The years are bounded so that the deadline (time_to_send + validity) always fits.
         try:
             time_to_send = parse_iso8601(v.string(data["time_to_send"], source, min_length=1,
                                                   max_length=64))
         except ValueError:
-            v.fail(source, f"{source} must be an ISO-8601 date-time, e.g. 2030-06-22T09:05:07Z")
-        # Bounded so that the attempt's deadline (time_to_send + validity) is always storable.
-        latest = (now or utcnow()) + MAX_SCHEDULE_AHEAD
-        if time_to_send > latest:
-            v.fail(source, f"{source} must be at most {MAX_SCHEDULE_AHEAD.days} days ahead "
-                           f"(until {latest:%Y-%m-%dT%H:%M:%SZ})")
+            v.fail(source, f"{source} must be an ISO-8601 date-time from {EARLIEST.year} to "
+                           f"{LATEST.year - 1} (UTC), e.g. 2030-06-22T09:05:07Z")
     priority = PRIORITIES["regular"]
     if "priority" in data:
         priority = PRIORITIES[v.one_of(data["priority"], v.join(path, "priority"), PRIORITIES)]

@@ -7,15 +7,13 @@ compare identically.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.utils import format_datetime
 
 # Every date-time a client sends lies in [EARLIEST, LATEST): far enough from datetime's limits
 # that adding a validity or a day never overflows, and documented in the README.
 EARLIEST = datetime(1970, 1, 1)
 LATEST = datetime(3000, 1, 1)
-# How far ahead a message may be scheduled (Messente's time_to_send).
-MAX_SCHEDULE_AHEAD = timedelta(days=365)
 
 _ISO = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})"
