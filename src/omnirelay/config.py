@@ -269,6 +269,9 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("engine.batch_size and webhooks.max_tries must be positive")
     if settings.engine.receipt_match_window <= 0:
         raise ConfigError("engine.receipt_match_window must be a positive number of seconds")
+    # The API's own maximum for validity/ttl, so that no deadline can overflow.
+    if not 1 <= settings.engine.default_validity_seconds <= 30 * 86400:
+        raise ConfigError("engine.default_validity_seconds must be from 1 to 2592000 (30 days)")
     try:
         DestinationPolicy.build(settings.webhooks.allowed_destinations, allow_loopback=False)
     except ValueError as exc:
