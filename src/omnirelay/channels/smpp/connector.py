@@ -256,6 +256,11 @@ class Connector:
         """Submits per second the connector allows itself now (configured or learned); None: no limit."""
         return self._bucket.rate if self._bucket is not None else None
 
+    @property
+    def learned_cap(self) -> float:
+        """Submits the SMSC accepted in the second before its last throttle (0: none learned)."""
+        return self._learned.learned
+
     async def submit(self, fields: SubmitFields) -> PartOutcome:
         """Submit one part, waiting out throttling pauses and the send rate for at most
         `retry_within` seconds."""
