@@ -1,4 +1,4 @@
-"""The `omnirelay` command: serve, worker, migrate, account, smsc."""
+"""The `omnirelay` command: serve, worker, migrate, account, messages, webhooks, smsc."""
 
 from __future__ import annotations
 
@@ -9,28 +9,43 @@ import logging
 import signal
 import socket
 import sys
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from omnirelay import account_admin as ops
+from omnirelay.api import history as api_history
 from omnirelay.config import Settings, load_settings
-from omnirelay.core import secrets
+from omnirelay.core.history import (
+    Cursors,
+    parse_message_filter,
+    parse_redelivery,
+    parse_webhook_filter,
+)
 from omnirelay.core.sms import check_replacements
 from omnirelay.core.timefmt import utcnow
+from omnirelay.core.validation import RequestError
 from omnirelay.errors import ConfigError
 from omnirelay.runtime import Runtime
+from omnirelay.store.history import History
 from omnirelay.store.queries import Account
 
 app = typer.Typer(help="omnirelay: a self-hosted omnichannel messaging gateway.",
                   no_args_is_help=True, add_completion=False)
-account_app = typer.Typer(help="Create, list and rotate account credentials.",
+account_app = typer.Typer(help="Create, show, change, rotate, disable and delete accounts.",
                           no_args_is_help=True)
 app.add_typer(account_app, name="account")
+messages_app = typer.Typer(help="Look up omnimessages.", no_args_is_help=True)
+app.add_typer(messages_app, name="messages")
+webhooks_app = typer.Typer(help="List callbacks and queue them again.", no_args_is_help=True)
+app.add_typer(webhooks_app, name="webhooks")
 console = Console()
 err_console = Console(stderr=True)
+T = TypeVar("T")
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c",
                                                    help="TOML configuration file.")]
@@ -49,41 +64,15 @@ def _logging(settings: Settings) -> None:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
-def _credentials(account: Account) -> dict[str, str | int | None]:
-    return {
-        "name": account.name,
-        "api_username": account.api_username,
-        "api_password": account.api_password,
-        "twilio_account_sid": account.twilio_account_sid,
-        "twilio_auth_token": account.twilio_auth_token,
-        "inbound_secret": account.inbound_secret,
-        "default_sender": account.default_sender,
-        "dlr_url": account.dlr_url,
-        "inbound_url": account.inbound_url,
-    }
-
-
 def _print_credentials(account: Account, as_json: bool, heading: str) -> None:
-    creds = _credentials(account)
+    creds = ops.credentials(account)
     if as_json:
         print(json.dumps(creds))
         return
-    console.print(f"[bold]{heading}[/bold] (shown once; store them safely)")
+    console.print(f"{heading} (shown once; store them safely)", style="bold", markup=False)
     for key, value in creds.items():
-        console.print(f"  {key:20} {value if value is not None else '-'}")
-
-
-async def _create_account(runtime: Runtime, name: str, password: str | None,
-                          sender: str, dlr_url: str | None = None,
-                          inbound_url: str | None = None) -> Account:
-    return await runtime.store.create_account(
-        name=name, api_username=secrets.new_username(),
-        api_password=password or secrets.new_password(),
-        twilio_account_sid=secrets.new_account_sid(),
-        twilio_auth_token=secrets.new_auth_token(),
-        inbound_secret=secrets.new_password(), default_sender=sender, now=utcnow(),
-        dlr_url=dlr_url, inbound_url=inbound_url,
-    )
+        console.print(f"  {key:20} {value if value is not None else '-'}", markup=False,
+                      highlight=False)
 
 
 @app.command()
@@ -128,7 +117,7 @@ async def _serve(runtime: Runtime, workers: bool = True, reuse_port: bool = Fals
 
     settings = runtime.settings
     if not settings.is_production and await runtime.store.count_accounts() == 0:
-        account = await _create_account(runtime, "dev", None, "omnirelay")
+        account = await ops.create_account(runtime, "dev", sender="omnirelay")
         _print_credentials(account, False, "Development account created")
         console.print(f"  Messente SDK host     {settings.base_url}/v1")
     app = create_app(runtime, workers=workers)
@@ -174,6 +163,24 @@ def migrate(config: ConfigOption = None) -> None:
     console.print("database is up to date")
 
 
+def _operate(config: Path | None, work: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
+    """Run one operator action against the configured database, answering an OperatorError
+    with one line and exit status 1."""
+    runtime = Runtime(_settings(config))
+    runtime.migrate()
+    try:
+        return asyncio.run(work(runtime))
+    except ops.OperatorError as exc:
+        err_console.print(f"error: {exc.message}", markup=False, highlight=False)
+        raise typer.Exit(2 if exc.kind == "invalid" else 1) from None
+    finally:
+        runtime.close()
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
 @account_app.command("create")
 def account_create(
     name: str,
@@ -187,22 +194,9 @@ def account_create(
     config: ConfigOption = None,
 ) -> None:
     """Create an account and print its credentials."""
-    runtime = Runtime(_settings(config))
-    runtime.migrate()
-
-    async def run() -> Account:
-        if await runtime.store.account_by_name(name) is not None:
-            err_console.print(f"[red]an account named {name!r} exists already[/red]")
-            raise typer.Exit(1)
-        account = await _create_account(runtime, name, password, sender, dlr_url, inbound_url)
-        if inbound_number:
-            await runtime.store.set_inbound_numbers(account.id, inbound_number)
-        return account
-
-    try:
-        account = asyncio.run(run())
-    finally:
-        runtime.close()
+    account = _operate(config, lambda runtime: ops.create_account(
+        runtime, name, password=password, sender=sender, dlr_url=dlr_url,
+        inbound_url=inbound_url, inbound_numbers=inbound_number or ()))
     _print_credentials(account, as_json, f"Account {name} created")
 
 
@@ -211,23 +205,22 @@ def account_list(
     as_json: Annotated[bool, typer.Option("--json")] = False, config: ConfigOption = None
 ) -> None:
     """List accounts (without secrets)."""
-    runtime = Runtime(_settings(config))
-    runtime.migrate()
-    try:
-        accounts = asyncio.run(runtime.store.list_accounts())
-    finally:
-        runtime.close()
+    accounts = _operate(config, ops.list_accounts)
     if as_json:
-        print(json.dumps([{"name": a.name, "api_username": a.api_username,
-                           "twilio_account_sid": a.twilio_account_sid,
-                           "default_sender": a.default_sender, "dlr_url": a.dlr_url,
-                           "inbound_url": a.inbound_url} for a in accounts]))
+        _print_json(accounts)
         return
-    table = Table("name", "api_username", "twilio_account_sid", "default_sender", "dlr_url")
+    table = Table("name", "state", "api_username", "twilio_account_sid", "default_sender",
+                  "dlr_url")
     for a in accounts:
-        table.add_row(a.name, a.api_username, a.twilio_account_sid, a.default_sender,
-                      a.dlr_url or "-")
+        table.add_row(a["name"], a["state"], a["api_username"], a["twilio_account_sid"],
+                      a["default_sender"], a["dlr_url"] or "-")
     console.print(table)
+
+
+@account_app.command("show")
+def account_show(name: str, config: ConfigOption = None) -> None:
+    """Show one account (without secrets), as JSON."""
+    _print_json(_operate(config, lambda runtime: ops.show_account(runtime, name)))
 
 
 @account_app.command("rotate")
@@ -239,33 +232,7 @@ def account_rotate(
     config: ConfigOption = None,
 ) -> None:
     """Replace an account's secrets and print the new credentials."""
-    choices = {
-        "api-password": {"api_password": secrets.new_password},
-        "twilio-token": {"twilio_auth_token": secrets.new_auth_token},
-        "inbound-secret": {"inbound_secret": secrets.new_password},
-    }
-    if what == "all":
-        generators = {k: v for c in choices.values() for k, v in c.items()}
-    elif what in choices:
-        generators = choices[what]
-    else:
-        err_console.print(f"[red]--what must be all or one of {', '.join(choices)}[/red]")
-        raise typer.Exit(2)
-    runtime = Runtime(_settings(config))
-    runtime.migrate()
-
-    async def run() -> Account:
-        account = await runtime.store.account_by_name(name)
-        if account is None:
-            err_console.print(f"[red]no account named {name!r}[/red]")
-            raise typer.Exit(1)
-        return await runtime.store.update_account(
-            account.id, **{key: make() for key, make in generators.items()})
-
-    try:
-        account = asyncio.run(run())
-    finally:
-        runtime.close()
+    account = _operate(config, lambda runtime: ops.rotate_secrets(runtime, name, what))
     _print_credentials(account, as_json, f"Account {name}: new credentials")
 
 
@@ -285,28 +252,157 @@ def account_set(
 ) -> None:
     """Change an account's settings."""
     table = _replacement_table(replacements) if replacements not in (None, "default") else None
-    runtime = Runtime(_settings(config))
-    runtime.migrate()
+    changes = ops.AccountChanges(default_sender=sender, dlr_url=dlr_url, inbound_url=inbound_url,
+                                 inbound_numbers=inbound_number, replacements=table,
+                                 reset_replacements=replacements == "default")
+    _operate(config, lambda runtime: ops.change_account(runtime, name, changes))
+    console.print(f"account {name} updated", markup=False)
 
-    async def run() -> None:
-        account = await runtime.store.account_by_name(name)
-        if account is None:
-            err_console.print(f"[red]no account named {name!r}[/red]")
-            raise typer.Exit(1)
-        changes = {k: v for k, v in {"default_sender": sender, "dlr_url": dlr_url,
-                                     "inbound_url": inbound_url}.items() if v is not None}
-        if changes:
-            await runtime.store.update_account(account.id, **changes)
-        if inbound_number is not None:
-            await runtime.store.set_inbound_numbers(account.id, inbound_number)
-        if replacements is not None:
-            await runtime.store.update_account(account.id, replacements=table)
 
+@account_app.command("disable")
+def account_disable(name: str, config: ConfigOption = None) -> None:
+    """Refuse the account's credentials until it is enabled again (its queued messages are
+    still delivered)."""
+    _operate(config, lambda runtime: ops.set_enabled(runtime, name, False))
+    console.print(f"account {name} disabled", markup=False)
+
+
+@account_app.command("enable")
+def account_enable(name: str, config: ConfigOption = None) -> None:
+    """Accept a disabled account's credentials again."""
+    _operate(config, lambda runtime: ops.set_enabled(runtime, name, True))
+    console.print(f"account {name} enabled", markup=False)
+
+
+@account_app.command("delete")
+def account_delete(
+    name: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Delete an account: its credentials stop working and its name is free again; its messages
+    stay until [retention] purges them."""
+    if not yes and not typer.confirm(f"Delete account {name}?", default=False):
+        raise typer.Exit(1)
+    _operate(config, lambda runtime: ops.delete_account(runtime, name))
+    console.print(f"account {name} deleted", markup=False)
+
+
+def _scope(runtime: Runtime, name: str) -> Awaitable[int]:
+    async def find() -> int:
+        return (await ops.find_account(runtime, name)).id
+    return find()
+
+
+def _filters(**given: Any) -> dict[str, str]:
+    return {key: str(value) for key, value in given.items() if value is not None}
+
+
+def _parsed(parse: Callable[[], T]) -> T:
     try:
-        asyncio.run(run())
-    finally:
-        runtime.close()
-    console.print(f"account {name} updated")
+        return parse()
+    except RequestError as exc:
+        raise ops.OperatorError("invalid", f"--{exc.source}: {exc.detail}") from None
+
+
+AccountOption = Annotated[str, typer.Option("--account", "-a", help="The account's name.")]
+SinceOption = Annotated[str | None, typer.Option(help="From this time on (ISO 8601).")]
+UntilOption = Annotated[str | None, typer.Option(help="Before this time (ISO 8601).")]
+LimitOption = Annotated[int, typer.Option(help="How many, newest first (1-500).")]
+
+
+@messages_app.command("list")
+def messages_list(
+    account: AccountOption,
+    to: Annotated[str | None, typer.Option(help="Recipient.")] = None,
+    channel: Annotated[str | None, typer.Option(help="Has an attempt on this channel.")] = None,
+    status: Annotated[str | None, typer.Option(help="Has an attempt in this status.")] = None,
+    since: SinceOption = None, until: UntilOption = None, limit: LimitOption = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """An account's omnimessages, newest first (what GET /v1/omnimessages shows)."""
+    async def work(runtime: Runtime) -> list[dict[str, Any]]:
+        query = _parsed(lambda: parse_message_filter(_filters(
+            to=to, channel=channel, status=status, since=since, until=until, limit=limit),
+            Cursors(runtime.settings.secret_key, "omnimessages")))
+        page = await History(runtime.db).search(await _scope(runtime, account), query)
+        return [api_history.message_item(m) for m in page.items]
+
+    items = _operate(config, work)
+    if as_json:
+        _print_json(items)
+        return
+    table = Table("omnimessage_id", "created", "to", "state", "attempts")
+    for m in items:
+        table.add_row(m["omnimessage_id"], m["created"], m["to"], m["state"], ", ".join(
+            f"{a['channel']} {a['status'] or a['state']}" for a in m["attempts"]))
+    console.print(table)
+
+
+@messages_app.command("show")
+def messages_show(omnimessage_id: str, config: ConfigOption = None) -> None:
+    """One omnimessage whole, as JSON: attempts with their timelines, and its reports."""
+    async def work(runtime: Runtime) -> dict[str, Any]:
+        found = await History(runtime.db).omnimessage(None, omnimessage_id)
+        if found is None:
+            raise ops.OperatorError("not_found", f"no omnimessage {omnimessage_id}")
+        return api_history.history_item(found)
+
+    _print_json(_operate(config, work))
+
+
+@webhooks_app.command("list")
+def webhooks_list(
+    account: AccountOption,
+    state: Annotated[str | None, typer.Option(help="pending, delivered or dead.")] = None,
+    since: SinceOption = None, until: UntilOption = None, limit: LimitOption = 50,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """An account's callbacks, newest first (what GET /v1/webhooks shows)."""
+    async def work(runtime: Runtime) -> list[dict[str, Any]]:
+        query = _parsed(lambda: parse_webhook_filter(_filters(
+            state=state, since=since, until=until, limit=limit),
+            Cursors(runtime.settings.secret_key, "webhooks")))
+        page = await History(runtime.db).webhooks(await _scope(runtime, account), query)
+        return [api_history.outbox_item(w) for w in page.items]
+
+    items = _operate(config, work)
+    if as_json:
+        _print_json(items)
+        return
+    table = Table("id", "kind", "receiver", "state", "tries", "last_error")
+    for w in items:
+        table.add_row(str(w["id"]), w["kind"], w["receiver"], w["state"], str(w["tries"]),
+                      w["last_error"] or "-")
+    console.print(table)
+
+
+@webhooks_app.command("redeliver")
+def webhooks_redeliver(
+    account: AccountOption,
+    webhook_id: Annotated[int | None, typer.Option("--id", help="Just this callback.")] = None,
+    state: Annotated[str, typer.Option(help="dead or delivered.")] = "dead",
+    since: SinceOption = None, until: UntilOption = None,
+    limit: Annotated[int, typer.Option(help="At most this many, oldest first.")] = 100,
+    config: ConfigOption = None,
+) -> None:
+    """Queue an account's delivered or dead callbacks again (a running gateway sends them)."""
+    async def work(runtime: Runtime) -> list[int]:
+        owner = await _scope(runtime, account)
+        if webhook_id is not None:
+            found = await History(runtime.db).redeliver_one(owner, webhook_id, utcnow())
+            if found is None:
+                raise ops.OperatorError("not_found", f"{account} has no webhook {webhook_id}")
+            return [webhook_id]
+        body = {k: v for k, v in {"state": state, "since": since, "until": until,
+                                  "limit": limit}.items() if v is not None}
+        which = _parsed(lambda: parse_redelivery(body))
+        return await History(runtime.db).redeliver(owner, which, utcnow())
+
+    ids = _operate(config, work)
+    console.print(f"{len(ids)} callback(s) queued again", markup=False)
 
 
 def _replacement_table(path: str) -> dict[str, str]:

@@ -7,10 +7,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from tests.processes import cli, create_account_cli, start_gateway, write_config
+from tests.support import WebhookReceiver, wait_until
 
 
 def test_account_create_list_rotate_and_set(tmp_path: Path) -> None:
@@ -129,3 +131,72 @@ def test_a_shared_port_answers_without_waiting_for_delayed_acks() -> None:
         client.close()
     finally:
         listener.close()
+
+
+def cli_fails(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run([sys.executable, "-m", "omnirelay.cli", *args, "--config",
+                             str(config)], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode != 0, result.stdout
+    return result
+
+
+def test_account_show_disable_enable_delete(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "omnirelay.toml", f"sqlite:///{tmp_path}/cli.db")
+    create_account_cli(config, "shop", "--inbound-number", "+37255500001")
+    shown = json.loads(cli(config, "account", "show", "shop"))
+    assert (shown["state"], shown["inbound_numbers"]) == ("active", ["+37255500001"])
+    assert "api_password" not in shown
+    cli(config, "account", "disable", "shop")
+    assert json.loads(cli(config, "account", "show", "shop"))["state"] == "disabled"
+    cli(config, "account", "enable", "shop")
+    assert json.loads(cli(config, "account", "show", "shop"))["state"] == "active"
+    cli(config, "account", "delete", "shop", "--yes")
+    missing = cli_fails(config, "account", "show", "shop")
+    assert missing.returncode == 1
+    assert missing.stderr.strip() == "error: no account named 'shop'"
+    assert json.loads(cli(config, "account", "list", "--json")) == []
+    create_account_cli(config, "shop")  # the name is free again
+    bad = cli_fails(config, "account", "rotate", "shop", "--what", "[everything]")
+    assert bad.returncode == 2 and "[everything]" not in bad.stderr  # the choices, not markup
+    assert "all, api-password" in bad.stderr
+
+
+def test_messages_and_webhooks_commands_read_and_redeliver(tmp_path: Path,
+                                                           receiver: WebhookReceiver) -> None:
+    config = write_config(tmp_path / "omnirelay.toml", f"sqlite:///{tmp_path}/cli.db",
+                          sandbox={"delay_ms": 20}, webhooks={"max_tries": 1})
+    account = create_account_cli(config, "shop")
+    receiver.status = 503
+    process, base = start_gateway(config)
+    try:
+        sent = httpx.post(base + "/v1/omnimessage", auth=(account["api_username"],
+                                                          account["api_password"]),
+                          json={"to": "+37255512345", "dlr_url": receiver.url + "/dlr",
+                                "messages": [{"channel": "sms", "text": "hi"}]})
+        assert sent.status_code == 201, sent.text
+        omnimessage_id = sent.json()["omnimessage_id"]
+
+        def dead() -> list[dict[str, Any]]:
+            return json.loads(cli(config, "webhooks", "list", "--account", "shop", "--state",
+                                  "dead", "--json"))  # type: ignore[no-any-return]
+
+        dead_ones = wait_until(dead)
+        assert [w["omnimessage_id"] for w in dead_ones] == [omnimessage_id]
+        listed = json.loads(cli(config, "messages", "list", "--account", "shop", "--json"))
+        assert [m["omnimessage_id"] for m in listed] == [omnimessage_id]
+        assert listed[0]["attempts"][0]["status"] == "DELIVRD"
+        whole = json.loads(cli(config, "messages", "show", omnimessage_id))
+        assert [e["event"] for e in whole["attempts"][0]["timeline"]] == ["submitted", "status"]
+        assert whole["reports"][0]["state"] == "dead"
+        assert cli_fails(config, "messages", "list", "--account", "shop", "--status",
+                         "nope").returncode == 2
+
+        receiver.status = 200
+        out = cli(config, "webhooks", "redeliver", "--account", "shop")
+        assert out.strip() == "1 callback(s) queued again"
+        wait_until(lambda: receiver.received)
+        assert receiver.received[0].json()["omnimessage_id"] == omnimessage_id
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
