@@ -16,7 +16,7 @@ from starlette.routing import Match, Mount, Router
 from starlette.types import Message, Receive, Scope, Send
 
 from omnirelay import __version__
-from omnirelay.api import history, messente, routing, twilio
+from omnirelay.api import admin, history, messente, routing, twilio
 from omnirelay.api.errors import error_response
 from omnirelay.channels.base import HasWebhookRoutes
 from omnirelay.runtime import Runtime
@@ -130,6 +130,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool =
     app.router.routes.extend(messente.build_routes("/v1"))
     app.router.routes.extend(messente.build_routes(include_in_schema=False))
     app.router.routes.extend(history.build_routes("/v1"))
+    if runtime.settings.admin.token:  # without one there is no operator API at all: 404
+        app.router.routes.extend(admin.build_routes())
     twilio.install(app, runtime)
     routing.document(app)  # the surfaces are Starlette routes, which FastAPI does not document
 

@@ -73,6 +73,13 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class AdminSettings:
+    # The operator API (/admin/v1) answers only when a token is set; clients send it as
+    # `Authorization: Bearer <token>`.
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class RetentionSettings:
     """Days to keep finished rows; 0 keeps them for ever. Content (the text) follows each
     message's text_store regardless."""
@@ -107,6 +114,7 @@ class Settings:
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
     # channel name -> provider name; anything not named here is served by the sandbox.
     channels: dict[str, str] = field(default_factory=dict)
     # provider name -> its raw settings table, validated by the provider itself.
@@ -212,6 +220,7 @@ def _build(raw: dict[str, Any]) -> Settings:
     sandbox = _section(raw, "sandbox", SandboxSettings)
     server = _section(raw, "server", ServerSettings)
     retention = _section(raw, "retention", RetentionSettings)
+    admin = _section(raw, "admin", AdminSettings)
     channels = raw.pop("channels", {}) or {}
     providers = raw.pop("providers", {}) or {}
     if not isinstance(channels, dict) or not all(isinstance(v, str) for v in channels.values()):
@@ -230,7 +239,7 @@ def _build(raw: dict[str, Any]) -> Settings:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         if key not in Settings.__dataclass_fields__ or key in {"engine", "webhooks", "sandbox",
-                                                               "server", "retention"}:
+                                                               "server", "retention", "admin"}:
             raise ConfigError(f"unknown setting {key!r}")
         values[key] = _coerce(key, value, type(getattr(defaults, key)))
     settings = Settings(
@@ -239,6 +248,7 @@ def _build(raw: dict[str, Any]) -> Settings:
         sandbox=sandbox,
         server=server,
         retention=retention,
+        admin=admin,
         channels=dict(channels),
         providers={k: dict(v) for k, v in providers.items()},
         **values,
@@ -248,6 +258,12 @@ def _build(raw: dict[str, Any]) -> Settings:
 
 
 def _validate(settings: Settings) -> None:
+    if settings.admin.token and (len(settings.admin.token) < 24
+                                 or not settings.admin.token.isascii()
+                                 or not settings.admin.token.isprintable()
+                                 or " " in settings.admin.token):
+        raise ConfigError("[admin] token must be at least 24 printable ASCII characters without "
+                          "spaces, e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
     kept = settings.retention
     if min(kept.omnimessages_days, kept.inbound_days, kept.webhooks_days) < 0 \
             or kept.batch_size < 1:
@@ -267,15 +283,15 @@ def _validate(settings: Settings) -> None:
         raise ConfigError("database_timeout must be a positive number of seconds")
     if settings.engine.batch_size < 1 or settings.webhooks.max_tries < 1:
         raise ConfigError("engine.batch_size and webhooks.max_tries must be positive")
+    try:
+        DestinationPolicy.build(settings.webhooks.allowed_destinations, allow_loopback=False)
+    except ValueError as exc:
+        raise ConfigError(f"webhooks.allowed_destinations: {exc}") from None
     if settings.engine.receipt_match_window <= 0:
         raise ConfigError("engine.receipt_match_window must be a positive number of seconds")
     # The API's own maximum for validity/ttl, so that no deadline can overflow.
     if not 1 <= settings.engine.default_validity_seconds <= 30 * 86400:
         raise ConfigError("engine.default_validity_seconds must be from 1 to 2592000 (30 days)")
-    try:
-        DestinationPolicy.build(settings.webhooks.allowed_destinations, allow_loopback=False)
-    except ValueError as exc:
-        raise ConfigError(f"webhooks.allowed_destinations: {exc}") from None
     bounds = settings.server
     if min(bounds.max_request_line_bytes, bounds.max_header_bytes, bounds.max_headers,
            bounds.max_connections) < 1 or min(bounds.request_timeout,

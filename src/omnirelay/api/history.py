@@ -8,6 +8,8 @@ account. Mounted under /v1 only: these paths are not Messente's, so no SDK looks
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qs
@@ -261,8 +263,30 @@ _REDELIVER_DOC: dict[str, Any] = {
 }
 
 
-def build_routes(prefix: str = "/v1") -> list[LeanRoute]:
-    routes = Routes(tags=["History"])
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Whose rows a request reads: one account's (account_id; None for rows no account owns),
+    or, for the operator reading one row by its id, any account's."""
+
+    account_id: int | None
+    any_account: bool = False
+
+
+# (request, listing) -> the scope, or the answer that refuses the request
+Resolver = Callable[[Request, bool], Awaitable["Scope | Response"]]
+
+
+async def caller_scope(request: Request, _listing: bool) -> Scope | Response:
+    account = await account_of(request)
+    return unauthorized() if account is None else Scope(account.id)
+
+
+def build_routes(prefix: str = "/v1", resolve: Resolver = caller_scope, *,
+                 tags: Sequence[str] = ("History",), take: Sequence[str] = ()
+                 ) -> list[LeanRoute]:
+    """The history and outbox routes under `prefix`, scoped by `resolve`; `take`: query
+    parameters `resolve` reads, kept from the filters."""
+    routes = Routes(tags=tags)
     cursors: dict[str, Cursors] = {}
 
     def cursors_for(request: Request, kind: str) -> Cursors:
@@ -270,18 +294,24 @@ def build_routes(prefix: str = "/v1") -> list[LeanRoute]:
             cursors[kind] = Cursors(runtime_of(request).settings.secret_key, kind)
         return cursors[kind]
 
-    @routes.operation("GET", "/omnimessages", summary="Search your omnimessages, newest first",
+    def filters(request: Request) -> dict[str, str]:
+        return {k: v for k, v in request.query_params.items() if k not in take}
+
+    def history(request: Request) -> History:
+        return History(runtime_of(request).db)
+
+    @routes.operation("GET", "/omnimessages", summary="Search omnimessages, newest first",
                       openapi_extra=_SEARCH_DOC)
     async def search(request: Request) -> Response:
-        account = await account_of(request)
-        if account is None:
-            return unauthorized()
+        scope = await resolve(request, True)
+        if isinstance(scope, Response):
+            return scope
         codec = cursors_for(request, "omnimessages")
         try:
-            query = parse_message_filter(dict(request.query_params), codec)
+            query = parse_message_filter(filters(request), codec)
         except RequestError as exc:
             return error_response(exc.code, exc.detail, exc.source)
-        page = await History(runtime_of(request).db).search(account.id, query)
+        page = await history(request).search(scope.account_id, query)
         return json_response(200, {
             "omnimessages": [message_item(m) for m in page.items],
             "next": codec.encode(page.next) if page.next else None})
@@ -291,44 +321,45 @@ def build_routes(prefix: str = "/v1") -> list[LeanRoute]:
                       openapi_extra=_ONE_DOC)
     async def one(request: Request) -> Response:
         omnimessage_id: str = request.path_params["omnimessage_id"]
-        account = await account_of(request)
-        if account is None:
-            return unauthorized()
+        scope = await resolve(request, False)
+        if isinstance(scope, Response):
+            return scope
         if not _plausible_id(omnimessage_id):
             return error_response("101", "omnimessage not found")
-        history = await History(runtime_of(request).db).omnimessage(account.id, omnimessage_id)
-        if history is None:
+        found = await history(request).omnimessage(
+            None if scope.any_account else scope.account_id, omnimessage_id)
+        if found is None:
             return error_response("101", f"omnimessage {omnimessage_id} not found")
-        return json_response(200, history_item(history))
+        return json_response(200, history_item(found))
 
-    @routes.operation("GET", "/inbound", summary="Your inbound messages, newest first",
+    @routes.operation("GET", "/inbound", summary="Inbound messages, newest first",
                       openapi_extra=_INBOUND_DOC)
     async def inbound(request: Request) -> Response:
-        account = await account_of(request)
-        if account is None:
-            return unauthorized()
+        scope = await resolve(request, True)
+        if isinstance(scope, Response):
+            return scope
         codec = cursors_for(request, "inbound")
         try:
-            query = parse_inbound_filter(dict(request.query_params), codec)
+            query = parse_inbound_filter(filters(request), codec)
         except RequestError as exc:
             return error_response(exc.code, exc.detail, exc.source)
-        page = await History(runtime_of(request).db).inbound(account.id, query)
+        page = await history(request).inbound(scope.account_id, query)
         return json_response(200, {
             "inbound": [inbound_item(m) for m in page.items],
             "next": codec.encode(page.next) if page.next else None})
 
-    @routes.operation("GET", "/webhooks", summary="Your callbacks: pending, delivered, dead",
+    @routes.operation("GET", "/webhooks", summary="Callbacks: pending, delivered, dead",
                       openapi_extra=_OUTBOX_DOC)
     async def outbox(request: Request) -> Response:
-        account = await account_of(request)
-        if account is None:
-            return unauthorized()
+        scope = await resolve(request, True)
+        if isinstance(scope, Response):
+            return scope
         codec = cursors_for(request, "webhooks")
         try:
-            query = parse_webhook_filter(dict(request.query_params), codec)
+            query = parse_webhook_filter(filters(request), codec)
         except RequestError as exc:
             return error_response(exc.code, exc.detail, exc.source)
-        page = await History(runtime_of(request).db).webhooks(account.id, query)
+        page = await history(request).webhooks(scope.account_id, query)
         return json_response(200, {
             "webhooks": [outbox_item(w) for w in page.items],
             "next": codec.encode(page.next) if page.next else None})
@@ -337,13 +368,14 @@ def build_routes(prefix: str = "/v1") -> list[LeanRoute]:
                       summary="Queue one delivered or dead callback again")
     async def redeliver_one(request: Request) -> Response:
         webhook_id: str = request.path_params["webhook_id"]
-        account = await account_of(request)
-        if account is None:
-            return unauthorized()
+        scope = await resolve(request, False)
+        if isinstance(scope, Response):
+            return scope
         if not webhook_id.isascii() or not webhook_id.isdigit() or len(webhook_id) > 18:
             return error_response("101", "webhook not found")
         runtime = runtime_of(request)
-        report = await History(runtime.db).redeliver_one(account.id, int(webhook_id), utcnow())
+        report = await history(request).redeliver_one(
+            None if scope.any_account else scope.account_id, int(webhook_id), utcnow())
         if report is None:
             return error_response("101", f"webhook {webhook_id} not found")
         runtime.wakeup.wake(WEBHOOKS)
@@ -353,9 +385,9 @@ def build_routes(prefix: str = "/v1") -> list[LeanRoute]:
                       summary="Queue delivered or dead callbacks again, oldest first",
                       openapi_extra=_REDELIVER_DOC)
     async def redeliver(request: Request) -> Response:
-        account = await account_of(request)
-        if account is None:
-            return unauthorized()
+        scope = await resolve(request, True)
+        if isinstance(scope, Response):
+            return scope
         runtime = runtime_of(request)
         try:
             raw = await read_json(request, runtime.settings.max_body_bytes) \
@@ -365,7 +397,7 @@ def build_routes(prefix: str = "/v1") -> list[LeanRoute]:
             return error_response("105", exc.detail, exc.source)
         except RequestError as exc:
             return error_response(exc.code, exc.detail, exc.source)
-        ids = await History(runtime.db).redeliver(account.id, which, utcnow())
+        ids = await history(request).redeliver(scope.account_id, which, utcnow())
         if ids:
             runtime.wakeup.wake(WEBHOOKS)
         return json_response(202, {"redelivered": ids})

@@ -114,7 +114,10 @@ class History:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def search(self, account_id: int, query: MessageFilter) -> Page[MessageSummary]:
+    # account_id None: the rows no account owns (inbound to an unclaimed number); in the two
+    # lookups by id, None means any account's (the operator's view).
+
+    async def search(self, account_id: int | None, query: MessageFilter) -> Page[MessageSummary]:
         def work(conn: Connection) -> Page[MessageSummary]:
             rows = conn.execute(search_statement(account_id, query)).mappings().all()
             more = len(rows) > query.limit
@@ -126,13 +129,16 @@ class History:
 
         return await self.db.read(work)
 
-    async def omnimessage(self, account_id: int, omnimessage_id: str) -> MessageHistory | None:
+    async def omnimessage(self, account_id: int | None, omnimessage_id: str
+                          ) -> MessageHistory | None:
         def work(conn: Connection) -> MessageHistory | None:
             row = conn.execute(select(omnimessages).where(
-                omnimessages.c.account_id == account_id, omnimessages.c.id == omnimessage_id,
+                omnimessages.c.id == omnimessage_id,
+                *([] if account_id is None else [omnimessages.c.account_id == account_id]),
             )).mappings().first()
             if row is None:
                 return None
+            owner = row["account_id"]
             message = _message(row, _attempts_of(conn, [omnimessage_id])[omnimessage_id])
             ids = [a.message_id for a in message.attempts]
             events = [StatusEvent(r["attempt_id"], r["status"], r["err"], r["source"],
@@ -140,13 +146,13 @@ class History:
                 select(status_events).where(status_events.c.attempt_id.in_(ids))
                 .order_by(status_events.c.id)).mappings()] if ids else []
             reports = [_webhook(r) for r in conn.execute(select(webhooks).where(
-                webhooks.c.order_key == omnimessage_id, webhooks.c.account_id == account_id,
+                webhooks.c.order_key == omnimessage_id, webhooks.c.account_id == owner,
             ).order_by(webhooks.c.id)).mappings()]
             return MessageHistory(message, tuple(events), tuple(reports))
 
         return await self.db.read(work)
 
-    async def inbound(self, account_id: int, query: InboundFilter) -> Page[InboundSummary]:
+    async def inbound(self, account_id: int | None, query: InboundFilter) -> Page[InboundSummary]:
         def work(conn: Connection) -> Page[InboundSummary]:
             rows = conn.execute(inbound_statement(account_id, query)).mappings().all()
             more = len(rows) > query.limit
@@ -160,7 +166,7 @@ class History:
         return await self.db.read(work)
 
 
-    async def webhooks(self, account_id: int, query: WebhookFilter) -> Page[WebhookSummary]:
+    async def webhooks(self, account_id: int | None, query: WebhookFilter) -> Page[WebhookSummary]:
         def work(conn: Connection) -> Page[WebhookSummary]:
             rows = conn.execute(webhook_statement(account_id, query)).mappings().all()
             more = len(rows) > query.limit
@@ -170,24 +176,24 @@ class History:
 
         return await self.db.read(work)
 
-    async def redeliver_one(self, account_id: int, webhook_id: int, now: datetime
+    async def redeliver_one(self, account_id: int | None, webhook_id: int, now: datetime
                             ) -> WebhookSummary | None:
         """Put one finished callback back in the queue (a pending one stays as it is). None when
         the account has no such callback."""
         def work(conn: Connection) -> WebhookSummary | None:
+            whose = [] if account_id is None else [webhooks.c.account_id == account_id]
             requeued = conn.execute(_requeue(now).where(
-                webhooks.c.account_id == account_id, webhooks.c.id == webhook_id,
-                webhooks.c.state.in_(("done", "dead")))).rowcount
+                webhooks.c.id == webhook_id, webhooks.c.state.in_(("done", "dead")), *whose,
+            )).rowcount
             if requeued:
                 self.db.notify(conn, "webhooks")
-            row = conn.execute(select(webhooks).where(
-                webhooks.c.account_id == account_id, webhooks.c.id == webhook_id,
-            )).mappings().first()
+            row = conn.execute(select(webhooks).where(webhooks.c.id == webhook_id, *whose)
+                               ).mappings().first()
             return None if row is None else _webhook(row)
 
         return await self.db.write(work)
 
-    async def redeliver(self, account_id: int, which: Redelivery, now: datetime) -> list[int]:
+    async def redeliver(self, account_id: int | None, which: Redelivery, now: datetime) -> list[int]:
         """Requeue the oldest matching finished callbacks, at most `which.limit`. They keep their
         ids, so the sender delivers them in their original order, one message's reports one at a
         time; the bodies are the stored bytes, signed again as they were."""
@@ -213,7 +219,7 @@ def _requeue(now: datetime) -> Any:
                                    last_error=None, done_at=None)
 
 
-def webhook_statement(account_id: int, query: WebhookFilter) -> Select[Any]:
+def webhook_statement(account_id: int | None, query: WebhookFilter) -> Select[Any]:
     w = webhooks.c
     statement = select(webhooks).where(w.account_id == account_id)
     if query.state is not None:
@@ -227,7 +233,7 @@ def webhook_statement(account_id: int, query: WebhookFilter) -> Select[Any]:
     return statement.order_by(w.id.desc()).limit(query.limit + 1)
 
 
-def search_statement(account_id: int, query: MessageFilter) -> Select[Any]:
+def search_statement(account_id: int | None, query: MessageFilter) -> Select[Any]:
     """One page (plus one row, to know whether another page follows)."""
     om = omnimessages.c
     statement = select(omnimessages).where(om.account_id == account_id)
@@ -252,7 +258,7 @@ def search_statement(account_id: int, query: MessageFilter) -> Select[Any]:
     return statement.order_by(om.created_at.desc(), om.id.desc()).limit(query.limit + 1)
 
 
-def inbound_statement(account_id: int, query: InboundFilter) -> Select[Any]:
+def inbound_statement(account_id: int | None, query: InboundFilter) -> Select[Any]:
     ib = inbound_messages.c
     statement = select(inbound_messages).where(ib.account_id == account_id)
     if query.sender is not None:
@@ -283,7 +289,7 @@ def _attempts_of(conn: Connection, ids: Sequence[str]) -> dict[str, list[Attempt
     return found
 
 
-def _latest_webhooks(conn: Connection, account_id: int, keys: Sequence[str]
+def _latest_webhooks(conn: Connection, account_id: int | None, keys: Sequence[str]
                      ) -> dict[str, WebhookSummary]:
     latest: dict[str, WebhookSummary] = {}
     if keys:

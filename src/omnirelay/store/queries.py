@@ -11,7 +11,7 @@ import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -82,6 +82,7 @@ class Account:
     inbound_url: str | None
     replacements: dict[str, str] | None
     created_at: datetime
+    state: str = "active"
 
     def __repr__(self) -> str:  # never print secrets, not even in a traceback
         return f"Account(id={self.id}, name={self.name!r})"
@@ -308,11 +309,15 @@ class Store:
     async def account_by_name(self, name: str) -> Account | None:
         return await self.account_by(accounts.c.name == name)
 
+    # Credentials only open active accounts: a disabled or deleted one is as unknown as a name
+    # that never existed, and takes the same path in authentication.
     async def account_by_username(self, username: str) -> Account | None:
-        return await self.account_by(accounts.c.api_username == username)
+        return await self.account_by(and_(accounts.c.api_username == username,
+                                          accounts.c.state == "active"))
 
     async def account_by_sid(self, sid: str) -> Account | None:
-        return await self.account_by(accounts.c.twilio_account_sid == sid)
+        return await self.account_by(and_(accounts.c.twilio_account_sid == sid,
+                                          accounts.c.state == "active"))
 
     async def account_by_id(self, account_id: int) -> Account | None:
         return await self.account_by(accounts.c.id == account_id)
@@ -326,7 +331,8 @@ class Store:
 
     async def list_accounts(self) -> list[Account]:
         def work(conn: Connection) -> Any:
-            return conn.execute(select(accounts).order_by(accounts.c.id)).mappings().all()
+            return conn.execute(select(accounts).where(accounts.c.state != "deleted")
+                                .order_by(accounts.c.id)).mappings().all()
 
         return [self._account(row) for row in await self.db.read(work)]
 
@@ -352,6 +358,19 @@ class Store:
         account = await self.account_by_id(account_id)
         assert account is not None
         return account
+
+    async def delete_account(self, account_id: int, scrubbed: Mapping[str, str]) -> None:
+        """The account's credentials stop opening anything and its names are free again; its
+        messages, inbound and callbacks stay until retention purges them. `scrubbed`: fresh
+        random secrets, in clear, to seal over the old ones."""
+        def work(conn: Connection) -> None:
+            freed = f"~deleted~{account_id}"  # no name, username or SID can look like this
+            conn.execute(update(accounts).where(accounts.c.id == account_id).values(
+                state="deleted", name=freed, api_username=freed, twilio_account_sid=freed,
+                **{key + "_enc": self.box.seal(value) for key, value in scrubbed.items()}))
+            conn.execute(delete(inbound_numbers).where(inbound_numbers.c.account_id == account_id))
+
+        await self.db.write(work)
 
     async def set_inbound_numbers(self, account_id: int, numbers: Iterable[str]) -> None:
         wanted = list(dict.fromkeys(numbers))
@@ -382,7 +401,7 @@ class Store:
             inbound_secret=self.box.open(row["inbound_secret_enc"]),
             default_sender=row["default_sender"], dlr_url=row["dlr_url"],
             inbound_url=row["inbound_url"], replacements=row["replacements"],
-            created_at=row["created_at"],
+            created_at=row["created_at"], state=row["state"],
         )
 
     # accepting -----------------------------------------------------------------------------

@@ -44,6 +44,9 @@ accounts = Table(
     Column("dlr_url", Text, nullable=True),
     Column("inbound_url", Text, nullable=True),
     Column("replacements", JSON, nullable=True),
+    # active; disabled (credentials refused, can be enabled again); deleted (names freed,
+    # secrets scrubbed, its messages kept until retention purges them)
+    Column("state", String(16), nullable=False, server_default=text("'active'")),
     Column("created_at", DateTime, nullable=False),
 )
 

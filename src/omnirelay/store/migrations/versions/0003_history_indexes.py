@@ -1,8 +1,9 @@
-"""history: listing indexes, and the source of each status event
+"""history: listing indexes, the source of each status event, account states
 
 The history listings (GET /v1/omnimessages, GET /v1/inbound, GET /v1/webhooks) page an account's rows newest first
 by (created_at, id); these indexes let each page be one index range scan whatever the table's
-size. status_events.source says what reported a status (submit, receipt, expiry), for the
+size. accounts.state lets the operator disable or delete an account.
+status_events.source says what reported a status (submit, receipt, expiry), for the
 per-message timeline.
 
 Revision ID: 0003
@@ -28,6 +29,9 @@ def upgrade() -> None:
                     ['account_id', 'to', 'created_at', 'id'], unique=False)
     op.create_index('ix_inbound_messages_account_received', 'inbound_messages',
                     ['account_id', 'received_at', 'id'], unique=False)
+    with op.batch_alter_table('accounts', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('state', sa.String(length=16),
+                                      server_default=sa.text("'active'"), nullable=False))
     op.create_index('ix_webhooks_account', 'webhooks', ['account_id', 'id'], unique=False)
     with op.batch_alter_table('status_events', schema=None) as batch_op:
         batch_op.add_column(sa.Column('source', sa.String(length=16), nullable=True))
@@ -37,6 +41,8 @@ def downgrade() -> None:
     with op.batch_alter_table('status_events', schema=None) as batch_op:
         batch_op.drop_column('source')
     op.drop_index('ix_webhooks_account', table_name='webhooks')
+    with op.batch_alter_table('accounts', schema=None) as batch_op:
+        batch_op.drop_column('state')
     op.drop_index('ix_inbound_messages_account_received', table_name='inbound_messages')
     op.drop_index('ix_omnimessages_account_to', table_name='omnimessages')
     op.drop_index('ix_omnimessages_account_created', table_name='omnimessages')

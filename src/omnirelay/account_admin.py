@@ -1,0 +1,147 @@
+"""What an operator does to accounts, one implementation for the `omnirelay account` commands and
+the operator API (/admin/v1): create, show, change, rotate secrets, disable, enable, delete.
+
+Every change drops this process's account cache, so a rotated, disabled or deleted credential
+stops working here at once; other processes see it within the cache's few seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from omnirelay.core import secrets
+from omnirelay.core.timefmt import utcnow
+from omnirelay.runtime import Runtime
+from omnirelay.store.queries import Account
+
+ROTATIONS: dict[str, dict[str, Callable[[], str]]] = {
+    "api-password": {"api_password": secrets.new_password},
+    "twilio-token": {"twilio_auth_token": secrets.new_auth_token},
+    "inbound-secret": {"inbound_secret": secrets.new_password},
+}
+ROTATION_CHOICES = ("all", *ROTATIONS)
+
+
+class OperatorError(Exception):
+    """A request the operator can fix: `kind` is not_found, conflict or invalid."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class AccountChanges:
+    default_sender: str | None = None
+    dlr_url: str | None = None
+    inbound_url: str | None = None
+    inbound_numbers: Sequence[str] | None = None
+    replacements: dict[str, str] | None = None
+    reset_replacements: bool = False  # back to the built-in look-alike table
+
+
+def credentials(account: Account) -> dict[str, str | int | None]:
+    """Everything a client needs; shown once, when created or rotated."""
+    return {
+        "name": account.name,
+        "api_username": account.api_username,
+        "api_password": account.api_password,
+        "twilio_account_sid": account.twilio_account_sid,
+        "twilio_auth_token": account.twilio_auth_token,
+        "inbound_secret": account.inbound_secret,
+        "default_sender": account.default_sender,
+        "dlr_url": account.dlr_url,
+        "inbound_url": account.inbound_url,
+    }
+
+
+def summary(account: Account, inbound_numbers: Sequence[str] = ()) -> dict[str, Any]:
+    """An account without its secrets."""
+    return {
+        "name": account.name, "state": account.state, "api_username": account.api_username,
+        "twilio_account_sid": account.twilio_account_sid,
+        "default_sender": account.default_sender, "dlr_url": account.dlr_url,
+        "inbound_url": account.inbound_url, "inbound_numbers": list(inbound_numbers),
+        "created": account.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }
+
+
+async def create_account(runtime: Runtime, name: str, *, password: str | None = None,
+                         sender: str = "omnirelay", dlr_url: str | None = None,
+                         inbound_url: str | None = None,
+                         inbound_numbers: Sequence[str] = ()) -> Account:
+    if await runtime.store.account_by_name(name) is not None:
+        raise OperatorError("conflict", f"an account named {name!r} exists already")
+    account = await runtime.store.create_account(
+        name=name, api_username=secrets.new_username(),
+        api_password=password or secrets.new_password(),
+        twilio_account_sid=secrets.new_account_sid(),
+        twilio_auth_token=secrets.new_auth_token(),
+        inbound_secret=secrets.new_password(), default_sender=sender, now=utcnow(),
+        dlr_url=dlr_url, inbound_url=inbound_url,
+    )
+    if inbound_numbers:
+        await runtime.store.set_inbound_numbers(account.id, inbound_numbers)
+    return account
+
+
+async def find_account(runtime: Runtime, name: str) -> Account:
+    account = await runtime.store.account_by_name(name)
+    if account is None or account.state == "deleted":
+        raise OperatorError("not_found", f"no account named {name!r}")
+    return account
+
+
+async def show_account(runtime: Runtime, name: str) -> dict[str, Any]:
+    account = await find_account(runtime, name)
+    return summary(account, await runtime.store.inbound_numbers_of(account.id))
+
+
+async def list_accounts(runtime: Runtime) -> list[dict[str, Any]]:
+    return [summary(a, await runtime.store.inbound_numbers_of(a.id))
+            for a in await runtime.store.list_accounts()]
+
+
+async def change_account(runtime: Runtime, name: str, changes: AccountChanges) -> Account:
+    account = await find_account(runtime, name)
+    values: dict[str, Any] = {k: v for k, v in {
+        "default_sender": changes.default_sender, "dlr_url": changes.dlr_url,
+        "inbound_url": changes.inbound_url}.items() if v is not None}
+    if changes.replacements is not None or changes.reset_replacements:
+        values["replacements"] = changes.replacements
+    if values:
+        account = await runtime.store.update_account(account.id, **values)
+    if changes.inbound_numbers is not None:
+        await runtime.store.set_inbound_numbers(account.id, changes.inbound_numbers)
+    runtime.accounts.forget()
+    return account
+
+
+async def rotate_secrets(runtime: Runtime, name: str, what: str = "all") -> Account:
+    if what not in ROTATION_CHOICES:
+        raise OperatorError("invalid", f"what must be one of {', '.join(ROTATION_CHOICES)}")
+    generators = ({k: v for c in ROTATIONS.values() for k, v in c.items()} if what == "all"
+                  else ROTATIONS[what])
+    account = await find_account(runtime, name)
+    account = await runtime.store.update_account(
+        account.id, **{key: make() for key, make in generators.items()})
+    runtime.accounts.forget()
+    return account
+
+
+async def set_enabled(runtime: Runtime, name: str, enabled: bool) -> Account:
+    account = await find_account(runtime, name)
+    account = await runtime.store.update_account(
+        account.id, state="active" if enabled else "disabled")
+    runtime.accounts.forget()
+    return account
+
+
+async def delete_account(runtime: Runtime, name: str) -> None:
+    account = await find_account(runtime, name)
+    await runtime.store.delete_account(account.id, {
+        key: make() for c in ROTATIONS.values() for key, make in c.items()})
+    runtime.accounts.forget()
