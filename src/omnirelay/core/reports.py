@@ -11,6 +11,7 @@ from typing import Any
 
 import orjson
 
+from omnirelay.core.pricing import price_info
 from omnirelay.core.timefmt import messente_inbound_time, messente_timestamp
 
 
@@ -34,6 +35,8 @@ class ReportContext:
     dlr_url: str | None  # the request's, else the account default
     extra: dict[str, Any] | None
     content: dict[str, Any] | None
+    part_price_micros: int | None = None  # what submitting it was charged (store.pricing)
+    charged_parts: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +49,6 @@ class WebhookDraft:
 def messente_dlr(ctx: ReportContext) -> list[WebhookDraft]:
     if ctx.event != "status" or not ctx.dlr_url:
         return []
-    parts = ctx.parts_count or 1
     body = {
         "status": ctx.status,
         "sender": ctx.sender,
@@ -57,8 +59,8 @@ def messente_dlr(ctx: ReportContext) -> list[WebhookDraft]:
         "error": ctx.error,
         "omnimessage_id": ctx.omnimessage_id,
         "timestamp": messente_timestamp(ctx.occurred_at),
-        # omnirelay does not bill; prices are zero but the shape is the documented one.
-        "price_info": {"part_price": "0", "parts_count": parts, "total_price": "0"},
+        # what it was charged at submit; zeros for an attempt never charged
+        "price_info": price_info(ctx.part_price_micros, ctx.charged_parts, ctx.parts_count),
     }
     return [WebhookDraft(ctx.dlr_url, "dlr", orjson.dumps(body))]
 

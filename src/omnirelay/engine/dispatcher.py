@@ -45,12 +45,14 @@ class Dispatcher:
         while not stopping.is_set():
             await self._slots.acquire()
             try:
-                claimed = await self.store.claim_due_attempts(
+                claim = await self.store.claim_due(
                     self.worker_id, self.settings.batch_size, self.settings.lease_seconds,
                     utcnow(), channels=list(self.channels))
             except BaseException:
                 self._slots.release()
                 raise
+            wake_for(self.wakeup, claim.effects)  # blacklisted attempts ended: reports, next variants
+            claimed = claim.attempts
             if not claimed:
                 self._slots.release()
                 await wait(self.wake, await self._idle_for())

@@ -35,10 +35,12 @@ from omnirelay.core.destinations import receiver_host
 from omnirelay.core.logthrottle import LogThrottle
 from omnirelay.core.reports import WebhookDraft
 from omnirelay.core.secrets import SecretBox
-from omnirelay.core.statuses import Err, Status
+from omnirelay.core.statuses import FAILURE, Err, Status
 from omnirelay.metrics import Metrics
 from omnirelay.store import statements as S
 from omnirelay.store.database import Database, describe
+from omnirelay.store.phonebook import forget_account as forget_phonebook
+from omnirelay.store.pricing import ChargeItem, Settlement, charge, settle
 from omnirelay.store.tables import (
     accounts,
     attempts,
@@ -127,6 +129,8 @@ class AttemptView:
     parts_count: int | None
     sent_at: datetime | None
     updated_at: datetime
+    part_price_micros: int | None = None  # what submitting it was charged (store.pricing)
+    charged_parts: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +163,21 @@ class ClaimedAttempt:
     priority: int
     due_at: datetime
     tries: int
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """The claimed attempts to hand to channels, and what ending the blacklisted ones (which
+    are not among them) set in motion."""
+
+    attempts: list[ClaimedAttempt]
+    effects: Effects
+
+
+# the `error` of an attempt its account's blacklist stopped
+BLACKLISTED = "the recipient is on the account's blacklist"
+# the `error` of an attempt its account's prepaid balance did not cover (err 4)
+CREDIT_REFUSED = "Error crediting account: the balance does not cover this message"
 
 
 @dataclass(frozen=True, slots=True)
@@ -272,7 +291,7 @@ class Store:
         self._webhook_results_op: Op[WebhookResult, datetime, None] = Op(
             "webhook_results", 4, self._finish_webhooks, isolated_units=True)
         self._expire_op: Op[int, datetime, int] = Op("expire", 5, self._expire, merge=False)
-        self._claim_op: Op[ClaimRequest, datetime, list[ClaimedAttempt]] = Op(
+        self._claim_op: Op[ClaimRequest, datetime, Claim] = Op(
             "claim", 6, self._claim, merge=False)
         self._claim_webhooks_op: Op[WebhookClaim, datetime, list[ClaimedWebhook]] = Op(
             "claim_webhooks", 7, self._claim_webhooks, merge=False)
@@ -369,6 +388,7 @@ class Store:
                 state="deleted", name=freed, api_username=freed, twilio_account_sid=freed,
                 **{key + "_enc": self.box.seal(value) for key, value in scrubbed.items()}))
             conn.execute(delete(inbound_numbers).where(inbound_numbers.c.account_id == account_id))
+            forget_phonebook(conn, account_id)
 
         await self.db.write(work)
 
@@ -498,6 +518,7 @@ class Store:
                 to=r["to"], content=r["content"], state=r["state"], status=r["status"],
                 err=r["err"], error=r["error"], parts_count=r["parts_count"],
                 sent_at=r["sent_at"], updated_at=r["updated_at"],
+                part_price_micros=r["part_price_micros"], charged_parts=r["charged_parts"],
             ))
         return result
 
@@ -569,27 +590,78 @@ class Store:
         channels: Sequence[str] | None = None,
     ) -> list[ClaimedAttempt]:
         """Lease up to `limit` due attempts, highest priority first, then oldest due time."""
+        return (await self.claim_due(owner, limit, lease_seconds, now, channels)).attempts
+
+    async def claim_due(
+        self, owner: str, limit: int, lease_seconds: float, now: datetime,
+        channels: Sequence[str] | None = None,
+    ) -> Claim:
+        """As claim_due_attempts, and the attempts whose recipient is on their account's
+        blacklist end REJECTD in the same transaction instead of being handed out."""
         request = ClaimRequest(owner, limit, now + timedelta(seconds=lease_seconds),
                                tuple(channels) if channels is not None else None)
         written = await self.writer.submit(self._claim_op, [request], now)
-        return written.value or []
+        return written.value or Claim([], Effects())
 
-    @staticmethod
-    def _claim(conn: Connection, submissions: Sequence[Submission[ClaimRequest, datetime]]
-               ) -> list[list[ClaimedAttempt]]:
+    def _claim(self, conn: Connection, submissions: Sequence[Submission[ClaimRequest, datetime]]
+               ) -> list[Claim]:
         (request,) = submissions[0].units
-        params: dict[str, Any] = {"now": submissions[0].context, "limit": request.limit,
+        now = submissions[0].context
+        params: dict[str, Any] = {"now": now, "limit": request.limit,
                                   "owner": request.owner, "lease_until": request.lease_until}
         statement = S.claim_due
         if request.channels is not None:
             statement, params["channels"] = S.claim_due_on_channels, list(request.channels)
+        rows = conn.execute(statement, params).all()
         claimed = [ClaimedAttempt(
             message_id=r[0], omnimessage_id=r[1], account_id=r[2], channel=r[3], to=r[4],
             sender=r[5], content=r[6] or {}, deadline=r[7], priority=r[8], due_at=r[9],
             tries=r[10],
-        ) for r in conn.execute(statement, params)]
+        ) for r in rows]
         claimed.sort(key=lambda c: (c.priority, c.due_at))
-        return [claimed]
+        # a blacklisted recipient is stopped first, and so never charged
+        return [self._charge(conn, self._stop_blacklisted(conn, claimed, now),
+                             {r[0] for r in rows if r[11] is not None}, now)]
+
+    def _charge(self, conn: Connection, claim: Claim, charged: set[str], now: datetime
+                ) -> Claim:
+        """Charge what is about to be submitted (store.pricing; `charged`: attempts an earlier
+        claim charged already). One the balance does not cover fails here, before any upstream
+        sees it, with err 4 (Error crediting account)."""
+        refused = charge(conn, [ChargeItem(c.message_id, c.account_id, c.channel, c.to,
+                                           c.content, c.message_id in charged)
+                                for c in claim.attempts], now)
+        if not refused:
+            return claim
+        writer = StatusWriter(conn, self.report_builder, now, self.db.notify, "submit",
+                              self.match_window)
+        writer.apply([Report(channel=c.channel, status=Status.FAILED.value,
+                             message_id=c.message_id, err=Err.CREDITING,
+                             error=CREDIT_REFUSED, occurred_at=now)
+                      for c in claim.attempts if c.message_id in refused])
+        writer.flush()
+        return Claim([c for c in claim.attempts if c.message_id not in refused],
+                     claim.effects | writer.effects)
+
+    def _stop_blacklisted(self, conn: Connection, claimed: list[ClaimedAttempt],
+                          now: datetime) -> Claim:
+        """Checked at the claim, the last moment before a channel gets an attempt, so that a
+        number blacklisted after its message was accepted (scheduled, or further down a
+        fallback chain) is caught too. Each later variant is claimed, and stopped, in turn."""
+        if not claimed:
+            return Claim(claimed, Effects())
+        pairs = sorted({(c.account_id, c.to) for c in claimed})
+        listed = {(r[0], r[1]) for r in conn.execute(S.blacklisted, {"pairs": pairs})}
+        if not listed:
+            return Claim(claimed, Effects())
+        writer = StatusWriter(conn, self.report_builder, now, self.db.notify, "blacklist",
+                              self.match_window)
+        writer.apply([Report(channel=c.channel, status=Status.REJECTD,
+                             message_id=c.message_id, err=Err.OPERATOR_BLACKLISTED,
+                             error=BLACKLISTED, occurred_at=now)
+                      for c in claimed if (c.account_id, c.to) in listed])
+        writer.flush()
+        return Claim([c for c in claimed if (c.account_id, c.to) not in listed], writer.effects)
 
     async def record_send_outcomes(
         self, owner: str, outcomes: Sequence[SendOutcome], channel_of: dict[str, str],
@@ -633,6 +705,12 @@ class Store:
                               self.match_window)
         retry = [u for u in units if u.outcome.retry_after is not None]
         accepted = [u for u in units if u.outcome.retry_after is None]
+        # before the updates below: only the lease holder's outcome settles its charge
+        settle(conn, [Settlement(u.outcome.message_id, u.owner,
+                                 None if u.outcome.retry_after is not None
+                                 or (u.outcome.status is not None
+                                     and Status(u.outcome.status) in FAILURE)
+                                 else u.outcome.parts_count) for u in units], now)
         if retry:
             conn.execute(S.requeue_sending, [
                 {"mid": u.outcome.message_id, "owner": u.owner, "now": now,
@@ -1049,6 +1127,16 @@ class Store:
             return dead
 
         return await self.db.write(work)
+
+    async def live_workers(self, since: datetime) -> list[tuple[str, datetime]]:
+        """(worker id, last heartbeat) of the workers that beat at or after `since`."""
+        def work(conn: Connection) -> list[tuple[str, datetime]]:
+            rows = conn.execute(select(workers.c.id, workers.c.heartbeat_at)
+                                .where(workers.c.heartbeat_at >= since)
+                                .order_by(workers.c.heartbeat_at.desc()))
+            return [(str(r[0]), r[1]) for r in rows]
+
+        return await self.db.read(work)
 
     async def retire_worker(self, worker_id: str) -> None:
         def work(conn: Connection) -> None:

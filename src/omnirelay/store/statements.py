@@ -38,6 +38,7 @@ from omnirelay.store.tables import (
     accounts,
     attempts,
     omnimessages,
+    phonebook_blacklist,
     provider_refs,
     status_events,
     unmatched_reports,
@@ -117,7 +118,8 @@ insert_status_events = raw_insert(status_events, ("attempt_id", "status", "err",
 
 _CLAIMED = (attempts.c.id, attempts.c.omnimessage_id, attempts.c.account_id, attempts.c.channel,
             attempts.c.to, attempts.c.sender, attempts.c.content, attempts.c.deadline,
-            attempts.c.priority, attempts.c.due_at, attempts.c.tries)
+            attempts.c.priority, attempts.c.due_at, attempts.c.tries,
+            attempts.c.charged_parts)  # set: an earlier claim charged it (store.pricing)
 
 
 def _claim(by_channel: bool) -> Any:
@@ -136,6 +138,11 @@ def _claim(by_channel: bool) -> Any:
 
 claim_due = _claim(by_channel=False)
 claim_due_on_channels = _claim(by_channel=True)
+
+# Which of the claimed (account, recipient) pairs are on their account's blacklist.
+_LISTED = tuple_(phonebook_blacklist.c.account_id, phonebook_blacklist.c.phone)
+blacklisted = (select(phonebook_blacklist.c.account_id, phonebook_blacklist.c.phone)
+               .where(_LISTED.in_(bindparam("pairs", expanding=True))))
 
 # Only the lease holder records an outcome: an attempt whose lease ran out and was claimed again
 # belongs to its new holder.
@@ -169,6 +176,7 @@ def _attempt_rows(lock: bool) -> Any:
     a = attempts.c
     query = (select(a.id, a.omnimessage_id, a.account_id, a.seq, a.channel, a.sender, a.to,
                     a.content, a.state, a.status, a.err, a.error, a.parts_count, a.sent_at,
+                    a.part_price_micros, a.charged_parts,
                     omnimessages.c.surface, omnimessages.c.dlr_url.label("om_dlr_url"),
                     omnimessages.c.text_store, omnimessages.c.extra, omnimessages.c.variants,
                     accounts.c.dlr_url.label("account_dlr_url"))

@@ -9,9 +9,11 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     LargeBinary,
@@ -113,10 +115,16 @@ attempts = Table(
     Column("tries", Integer, nullable=False, server_default=text("0")),
     Column("sent_at", DateTime, nullable=True),
     Column("updated_at", DateTime, nullable=False),
+    # What submitting it was charged (store.pricing): its country (alpha-2), the price of a
+    # part in micro-units (core.money), the parts paid for; null until claimed, or refunded.
+    Column("country", String(2), nullable=True),
+    Column("part_price_micros", BigInteger, nullable=True),
+    Column("charged_parts", Integer, nullable=True),
     UniqueConstraint("omnimessage_id", "seq", name="uq_attempts_omnimessage_seq"),
     Index("ix_attempts_due", "state", "priority", "due_at"),
     Index("ix_attempts_deadline", "state", "deadline"),
     Index("ix_attempts_lease", "state", "lease_until"),
+    Index("ix_attempts_account_sent", "account_id", "sent_at"),  # POST /statistics/reports
 )
 
 status_events = Table(
@@ -221,6 +229,34 @@ webhooks = Table(
     Index("ix_webhooks_account", "account_id", "id"),  # the outbox listing, newest first
 )
 
+# Price lists (core.pricing): account_id NULL is the global list; an account's own rows win over
+# it country by country and channel by channel. Money in micro-units (core.money).
+prices = Table(
+    "prices",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=True),
+    Column("channel", String(16), nullable=False),
+    Column("country_code", String(2), nullable=False),
+    Column("country", String(100), nullable=False),
+    Column("mccmnc", String(6), nullable=False),  # "" for the whole country
+    Column("network", String(100), nullable=False),
+    Column("price_micros", BigInteger, nullable=False),
+    Index("ix_prices_scope", "account_id", "channel", "country_code"),
+)
+
+# Prepaid balances; an account without a row is unlimited. The charge subtracts only where the
+# balance covers it (store.pricing); the check is the last guard behind that.
+balances = Table(
+    "balances",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("amount_micros", BigInteger, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    CheckConstraint("amount_micros >= 0", name="ck_balances_not_negative"),
+)
+
 workers = Table(
     "workers",
     metadata,
@@ -229,3 +265,51 @@ workers = Table(
     Column("heartbeat_at", DateTime, nullable=False),
 )
 
+
+# The phonebook, per account: numbers never to send to, contacts and the groups they belong to.
+# Numbers are E.164 as `to` is, so the dispatcher's check is an exact match on the primary key.
+phonebook_blacklist = Table(
+    "phonebook_blacklist",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("phone", String(32), primary_key=True),
+    Column("created_at", DateTime, nullable=False),
+)
+
+phonebook_contacts = Table(
+    "phonebook_contacts",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("phone", String(32), primary_key=True),
+    *(Column(name, String(255), nullable=True) for name in (
+        "email", "first_name", "last_name", "company", "title", "custom", "custom2", "custom3",
+        "custom4")),
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+)
+
+phonebook_groups = Table(
+    "phonebook_groups",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(255), nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_phonebook_groups_account", "account_id", "created_at"),
+)
+
+phonebook_members = Table(
+    "phonebook_members",
+    metadata,
+    Column("group_id", String(36), ForeignKey("phonebook_groups.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("account_id", Integer, nullable=False),
+    Column("phone", String(32), primary_key=True),
+    Column("created_at", DateTime, nullable=False),
+    ForeignKeyConstraint(["account_id", "phone"],
+                         ["phonebook_contacts.account_id", "phonebook_contacts.phone"],
+                         ondelete="CASCADE"),
+    Index("ix_phonebook_members_contact", "account_id", "phone"),
+)

@@ -245,7 +245,8 @@ class StatusWriter:
             to=row["to"], sender=row["sender"], status=row["status"], err=row["err"],
             error=row["error"], parts_count=row["parts_count"], occurred_at=at,
             dlr_url=row["om_dlr_url"] or row["account_dlr_url"], extra=row["extra"],
-            content=row["content"],
+            content=row["content"], part_price_micros=row["part_price_micros"],
+            charged_parts=row["charged_parts"],
         )
         for draft in self.build(ctx):
             self.drafts.append((row["account_id"], row["omnimessage_id"], draft))

@@ -14,6 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from omnirelay.core.money import CURRENCY, format_amount
 from omnirelay.core.statuses import Err, Status
 from omnirelay.core.timefmt import rfc2822
 
@@ -156,6 +157,10 @@ class AttemptFacts(Protocol):
     def sent_at(self) -> datetime | None: ...
     @property
     def updated_at(self) -> datetime: ...
+    @property
+    def part_price_micros(self) -> int | None: ...
+    @property
+    def charged_parts(self) -> int | None: ...
 
 
 class MessageFacts(Protocol):
@@ -175,6 +180,15 @@ class MessageFacts(Protocol):
     def updated_at(self) -> datetime: ...
     @property
     def attempts(self) -> Sequence[AttemptFacts]: ...
+
+
+def twilio_price(part_price_micros: int | None, parts: int | None) -> str | None:
+    """What a message cost, negative as Twilio writes it (a cost to the account); null until
+    it was charged."""
+    if part_price_micros is None or parts is None:
+        return None
+    total = part_price_micros * parts
+    return "-" + format_amount(total) if total else format_amount(0)
 
 
 def message_resource(message: MessageFacts, account_sid: str, now: datetime) -> dict[str, Any]:
@@ -204,8 +218,9 @@ def message_resource(message: MessageFacts, account_sid: str, now: datetime) -> 
         "messaging_service_sid": None,
         "num_media": "0",
         "num_segments": str(segments),
-        "price": None,  # omnirelay does not bill
-        "price_unit": None,
+        # Twilio writes what a message cost as a negative amount; null until it was charged
+        "price": twilio_price(attempt.part_price_micros, attempt.charged_parts),
+        "price_unit": CURRENCY,
         "sid": sid,
         "status": outcome.status.value,
         "subresource_uris": {"media": uri.removesuffix(".json") + "/Media.json"},

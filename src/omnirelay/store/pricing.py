@@ -1,0 +1,219 @@
+"""Price lists, prepaid balances and the charge each submitted attempt pays.
+
+The charge is taken when an attempt is claimed for submission, in the claim's own transaction and
+before any upstream sees the message, with one conditional UPDATE per attempt
+(`amount = amount - cost WHERE amount >= cost`): two processes charging the same balance are
+serialised by the row lock and the second re-checks the condition against the first's result, so
+the balance never goes below zero. An attempt the balance does not cover is failed there with err 4
+(Error crediting account) and never sent; its chain falls back to its next variant, which is
+charged in turn. An account without a balance row is unlimited.
+
+When the upstream has answered, `settle` puts right what the claim could only foresee: an attempt
+put back for a retry, or refused at submit, gets its charge back (a retry is charged again when it
+is claimed again); one the upstream split into more or fewer parts pays for the parts it took.
+An attempt whose lease ran out keeps its charge and is not charged a second time.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
+
+from omnirelay.core.pricing import PriceRow, country_of, effective, part_price, parts_of
+from omnirelay.store.database import Database
+from omnirelay.store.tables import attempts, balances, prices
+
+log = logging.getLogger(__name__)
+
+_debit = (update(balances)
+          .where(balances.c.account_id == bindparam("a"),
+                 balances.c.amount_micros >= bindparam("cost"))
+          .values(amount_micros=balances.c.amount_micros - bindparam("cost"),
+                  updated_at=bindparam("now")))
+_credit = (update(balances).where(balances.c.account_id == bindparam("a"))
+           .values(amount_micros=balances.c.amount_micros + bindparam("cost"),
+                   updated_at=bindparam("now")))
+_record_charge = (update(attempts).where(attempts.c.id == bindparam("mid"))
+                  .values(country=bindparam("country"), part_price_micros=bindparam("price"),
+                          charged_parts=bindparam("parts")))
+
+
+@dataclass(frozen=True, slots=True)
+class ChargeItem:
+    message_id: str
+    account_id: int
+    channel: str
+    to: str
+    content: dict[str, Any]
+    charged: bool  # charged by an earlier claim whose lease ran out
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    message_id: str
+    owner: str  # only the lease holder's outcome settles
+    parts: int | None  # the parts the upstream took; None: refund (retry, or refused at submit)
+
+
+def _row(r: Any) -> PriceRow:
+    return PriceRow(r.channel, r.country_code, r.country, r.mccmnc, r.network, r.price_micros)
+
+
+def _select_rows(account_ids: Sequence[int], channels: Iterable[str] | None = None,
+                 countries: Iterable[str] | None = None) -> Any:
+    query = select(prices).where(or_(prices.c.account_id.is_(None),
+                                     prices.c.account_id.in_(list(account_ids))))
+    if channels is not None:
+        query = query.where(prices.c.channel.in_(sorted(set(channels))))
+    if countries is not None:
+        query = query.where(prices.c.country_code.in_(sorted(set(countries))))
+    return query.order_by(prices.c.id)
+
+
+def charge(conn: Connection, items: Sequence[ChargeItem], now: datetime) -> set[str]:
+    """Charge the claimed attempts not charged yet; returns the ids the balance did not cover."""
+    todo = sorted((i for i in items if not i.charged), key=lambda i: i.message_id)
+    if not todo:
+        return set()
+    account_ids = sorted({i.account_id for i in todo})
+    country = {i.message_id: country_of(i.to) for i in todo}
+    found = [(r.account_id, _row(r)) for r in conn.execute(_select_rows(
+        account_ids, {i.channel for i in todo}, {c for c in country.values() if c}))]
+    limited = set(conn.execute(select(balances.c.account_id)
+                               .where(balances.c.account_id.in_(account_ids))).scalars())
+    refused: set[str] = set()
+    charges: list[dict[str, Any]] = []
+    for item in todo:
+        code = country[item.message_id]
+        rows = effective(
+            (row for owner, row in found if owner == item.account_id),
+            (row for owner, row in found if owner is None))
+        price = part_price(r for r in rows if r.channel == item.channel and r.country_code == code)
+        parts = parts_of(item.channel, item.content)
+        cost = price * parts
+        if cost and item.account_id in limited and conn.execute(
+                _debit, {"a": item.account_id, "cost": cost, "now": now}).rowcount != 1:
+            refused.add(item.message_id)
+            continue
+        charges.append({"mid": item.message_id, "country": code, "price": price, "parts": parts})
+    if charges:
+        conn.execute(_record_charge, charges)
+    return refused
+
+
+def settle(conn: Connection, settlements: Sequence[Settlement], now: datetime) -> None:
+    """Refund or adjust the charges of attempts whose upstream has answered (see the module)."""
+    if not settlements:
+        return
+    by_id = {s.message_id: s for s in settlements}
+    rows = conn.execute(select(attempts.c.id, attempts.c.account_id, attempts.c.state,
+                               attempts.c.lease_owner, attempts.c.part_price_micros,
+                               attempts.c.charged_parts)
+                        .where(attempts.c.id.in_(sorted(by_id)),
+                               attempts.c.charged_parts.is_not(None))
+                        .order_by(attempts.c.id)).all()
+    for mid, account_id, state, owner, price, charged in rows:
+        wanted = by_id[mid]
+        if state != "sending" or owner != wanted.owner:
+            continue  # not this holder's any more: its new holder settles it
+        if wanted.parts is None:
+            if price * charged:
+                conn.execute(_credit, {"a": account_id, "cost": price * charged, "now": now})
+            conn.execute(_record_charge, {"mid": mid, "country": None, "price": None,
+                                          "parts": None})
+            continue
+        delta = (wanted.parts - charged) * price
+        if delta < 0:
+            conn.execute(_credit, {"a": account_id, "cost": -delta, "now": now})
+        elif delta > 0 and conn.execute(select(balances.c.account_id).where(
+                balances.c.account_id == account_id)).first() is not None and conn.execute(
+                _debit, {"a": account_id, "cost": delta, "now": now}).rowcount != 1:
+            # The message has left; the parts the balance could not cover stay unpaid.
+            log.warning("attempt %s took %d parts, %d were charged, and the balance does not "
+                        "cover the rest", mid, wanted.parts, charged)
+            continue
+        if wanted.parts != charged:
+            conn.execute(update(attempts).where(attempts.c.id == mid)
+                         .values(charged_parts=wanted.parts))
+
+
+class Pricing:
+    """The operator's and the legacy endpoints' view of price lists and balances."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def replace_prices(self, account_id: int | None, rows: Sequence[PriceRow],
+                             channels: Iterable[str]) -> int:
+        """The scope's (an account's, or the global) list of each of `channels` becomes `rows`."""
+        replaced = sorted(set(channels) | {r.channel for r in rows})
+        scope = (prices.c.account_id.is_(None) if account_id is None
+                 else prices.c.account_id == account_id)
+
+        def work(conn: Connection) -> int:
+            conn.execute(delete(prices).where(scope, prices.c.channel.in_(replaced)))
+            if rows:
+                conn.execute(insert(prices), [
+                    {"account_id": account_id, "channel": r.channel,
+                     "country_code": r.country_code, "country": r.country, "mccmnc": r.mccmnc,
+                     "network": r.network, "price_micros": r.price} for r in rows])
+            return len(rows)
+
+        return await self.db.write(work)
+
+    async def price_list(self, account_id: int, channel: str | None = None,
+                         country_code: str | None = None) -> list[PriceRow]:
+        """The prices `account_id` pays: its own list over the global one."""
+        def work(conn: Connection) -> list[PriceRow]:
+            found = conn.execute(_select_rows(
+                [account_id], None if channel is None else [channel],
+                None if country_code is None else [country_code])).all()
+            return effective((_row(r) for r in found if r.account_id == account_id),
+                             (_row(r) for r in found if r.account_id is None))
+
+        return await self.db.read(work)
+
+    async def balance(self, account_id: int) -> int | None:
+        """Micro-units left, or None: unlimited."""
+        def work(conn: Connection) -> int | None:
+            value = conn.execute(select(balances.c.amount_micros)
+                                 .where(balances.c.account_id == account_id)).scalar()
+            return None if value is None else int(value)
+
+        return await self.db.read(work)
+
+    async def credit(self, account_id: int, amount: int, now: datetime) -> int | None:
+        """Add `amount` (negative: take it off, never below zero) to the balance, which starts
+        at zero when the account was unlimited; returns the new balance, None if it would go
+        below zero (nothing changed)."""
+        def work(conn: Connection) -> int | None:
+            changed = conn.execute(
+                update(balances).where(balances.c.account_id == account_id,
+                                       balances.c.amount_micros + amount >= 0)
+                .values(amount_micros=balances.c.amount_micros + amount, updated_at=now)
+                .returning(balances.c.amount_micros)).scalar()
+            if changed is not None:
+                return int(changed)
+            exists = conn.execute(select(balances.c.account_id)
+                                  .where(balances.c.account_id == account_id)).first()
+            if exists is not None or amount < 0:
+                return None
+            conn.execute(insert(balances).values(account_id=account_id, amount_micros=amount,
+                                                 updated_at=now))
+            return amount
+
+        return await self.db.write(work)
+
+    async def set_unlimited(self, account_id: int) -> None:
+        def work(conn: Connection) -> None:
+            conn.execute(delete(balances).where(balances.c.account_id == account_id))
+
+        await self.db.write(work)
+
+
+__all__ = ["ChargeItem", "Pricing", "Settlement", "and_", "charge", "settle"]
