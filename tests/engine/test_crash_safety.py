@@ -17,7 +17,7 @@ from omnirelay.config import load_settings
 from omnirelay.core.omnimessage import parse_omnimessage
 from omnirelay.runtime import Runtime
 from omnirelay.store.database import sqlalchemy_url
-from omnirelay.store.tables import attempts, webhooks
+from omnirelay.store.tables import attempts, webhooks, workers
 from tests.processes import create_account_cli, start_gateway, start_process, write_config
 from tests.support import WebhookReceiver, wait_until
 
@@ -136,11 +136,15 @@ def test_two_workers_share_a_backlog_and_recover_a_killed_ones_leases(
         await runtime.accept(items)
         return len(items)
 
-    assert asyncio.run(backlog()) == 400
-    runtime.close()
     first = start_process(config, "worker", log=tmp_path / "w1.log")
     second = start_process(config, "worker", log=tmp_path / "w2.log")
     try:
+        # Both workers beat before the backlog lands, so both claim from it: a worker that took
+        # longer to start than the other took to drain 400 messages would leave nothing to share.
+        wait_until(lambda: query(postgres_url, select(func.count()).select_from(workers))[0][0]
+                   == 2, timeout=60, interval=0.1)
+        assert asyncio.run(backlog()) == 400
+        runtime.close()
         def owners() -> set[str]:
             return {r[0] for r in query(postgres_url, select(attempts.c.lease_owner).where(
                 attempts.c.state == "sending"))}
