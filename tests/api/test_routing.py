@@ -34,6 +34,15 @@ TWILIO = [("POST", MESSAGES), ("GET", MESSAGES), ("GET", MESSAGE), ("POST", MESS
 HISTORY = [("GET", "/v1/omnimessages"), ("GET", "/v1/omnimessage/{omnimessage_id}"),
            ("GET", "/v1/inbound"), ("GET", "/v1/webhooks"),
            ("POST", "/v1/webhooks/{webhook_id}/redeliver"), ("POST", "/v1/webhooks/redeliver")]
+# Messente's Phonebook API (api/phonebook.py), documented under /v1 only
+PHONEBOOK = [(m, "/v1/phonebook" + p) for m, p in [
+    ("GET", "/blacklist"), ("POST", "/blacklist"), ("GET", "/blacklist/{phone}"),
+    ("DELETE", "/blacklist/{phone}"), ("GET", "/contacts"), ("POST", "/contacts"),
+    ("GET", "/contacts/{phone}"), ("PATCH", "/contacts/{phone}"), ("DELETE", "/contacts/{phone}"),
+    ("GET", "/contacts/{phone}/groups"), ("GET", "/groups"), ("POST", "/groups"),
+    ("GET", "/groups/{group_id}"), ("PUT", "/groups/{group_id}"),
+    ("DELETE", "/groups/{group_id}"), ("POST", "/groups/{group_id}/contacts/{phone}"),
+    ("DELETE", "/groups/{group_id}/contacts/{phone}")]]
 HOT = [(m, "/v1" + p) for m, p in MESSENTE] + MESSENTE + TWILIO
 
 
@@ -82,13 +91,13 @@ async def test_openapi_documents_the_operations_as_before(gateway: Any) -> None:
     # GET /v1/omnimessages sits beside the bulk send).
     documented = [(m.upper(), p) for p, ops in paths.items() for m in ops]
     surfaces = [(m, "/v1" + p) for m, p in MESSENTE] + TWILIO
-    assert sorted(documented) == sorted(surfaces + HISTORY)
+    assert sorted(documented) == sorted(surfaces + HISTORY + PHONEBOOK)
     assert [d for d in documented if d in surfaces] == surfaces
     send = paths["/v1/omnimessage"]["post"]
     assert send["summary"] == "Send an omnimessage"
     assert send["tags"] == ["Omnimessage"]
     assert send["requestBody"] == _SEND_DOC["requestBody"]
-    assert list(send["responses"]) == ["201"]
+    assert list(send["responses"]) == ["201", "400", "401", "503"]
     # Operation ids are what FastAPI generated for these routes, so generated clients keep them.
     assert send["operationId"] == "send_omnimessage_v1_omnimessage_post"
     status = paths["/v1/omnimessage/{omnimessage_id}/status"]["get"]
