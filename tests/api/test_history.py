@@ -275,6 +275,7 @@ def test_dead_reports_are_redelivered_once_each_signed_and_in_order(
             "/webhooks", params={"state": "dead"}).json()["webhooks"]) == 6 and rows)
         assert {w["omnimessage_id"] for w in dead} == set(chains)
         assert all(w["tries"] == 1 and "503" in (w["last_error"] or "") for w in dead)
+        assert {w["status_code"] for w in dead} == {503}
         failed_tries = receiver.attempts
         assert api.get("/webhooks", params={"state": "pending"}).json()["webhooks"] == []
 
@@ -285,6 +286,8 @@ def test_dead_reports_are_redelivered_once_each_signed_and_in_order(
         delivered = wait_until(lambda: len(rows := api.get(
             "/webhooks", params={"state": "delivered"}).json()["webhooks"]) == 6 and rows)
         assert len(receiver.received) == 6
+        assert {w["status_code"] for w in delivered} == {200}
+        assert all(w["last_error"] is None for w in delivered)
         assert receiver.attempts == failed_tries + 6  # each once more, no extra tries
         assert all(messente_signed(r, account.api_password) for r in receiver.received)
         for chain in chains:

@@ -20,6 +20,13 @@ from starlette.responses import Response
 
 from omnirelay.api.errors import error_response, unauthorized
 from omnirelay.api.messente import account_of, json_response, runtime_of
+from omnirelay.api.openapi import (
+    MESSENTE_BASIC,
+    OPERATOR_BEARER,
+    answer,
+    json_content,
+    messente_errors,
+)
 from omnirelay.api.requests import BodyError, read_json
 from omnirelay.api.routing import LeanRoute, Routes
 from omnirelay.core.history import (
@@ -116,6 +123,7 @@ def report_item(report: WebhookSummary) -> dict[str, Any]:
         "next_try_at": iso(report.next_try_at) if state == "pending" else None,
         "delivered_at": iso(report.done_at) if state == "delivered" else None,
         "last_error": report.last_error,
+        "status_code": report.last_status,  # the receiver's last HTTP answer
     }
     item.update(_reported(report))
     return item
@@ -199,8 +207,35 @@ _MESSAGE_FIELDS: dict[str, Any] = {
 _MESSAGE = {"type": "object", "properties": _MESSAGE_FIELDS}
 
 
-def _ok(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"200": {"description": "OK", "content": {"application/json": {"schema": schema}}}}
+_ID = "0b6f2a52-3c1e-4f6a-9d2b-7e5c4a3b2d10"
+_ATTEMPT_EXAMPLE: dict[str, Any] = {
+    "channel": "sms", "message_id": "1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b", "sender": "Acme",
+    "state": "done", "status": "DELIVRD", "err": 0, "error": None, "parts_count": 1}
+_MESSAGE_EXAMPLE: dict[str, Any] = {
+    "omnimessage_id": _ID, "to": "+37251234567", "surface": "messente", "state": "done",
+    "priority": "regular", "created": "2026-01-02T03:04:05.678901Z", "time_to_send": None,
+    "text_store": "plaintext", "attempts": [_ATTEMPT_EXAMPLE]}
+_REPORT_FIELDS: dict[str, Any] = {
+    "id": {"type": "integer"}, "kind": {"type": "string"}, "receiver": {"type": "string"},
+    "state": {"type": "string", "enum": ["pending", "delivered", "dead"]},
+    "tries": {"type": "integer"}, "created": _TIME,
+    "next_try_at": {"type": ["string", "null"]},
+    "delivered_at": {"type": ["string", "null"]},
+    "last_error": {"type": ["string", "null"]}, "status_code": {"type": ["integer", "null"]},
+    "message_id": {"type": ["string", "null"]}, "status": {"type": ["string", "null"]}}
+_REPORT_EXAMPLE: dict[str, Any] = {
+    "id": 42, "kind": "messente", "receiver": "acme.example", "state": "delivered", "tries": 1,
+    "created": "2026-01-02T03:04:06.000000Z", "next_try_at": None,
+    "delivered_at": "2026-01-02T03:04:06.100000Z", "last_error": None, "status_code": 200,
+    "message_id": "1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b", "status": "DELIVRD"}
+_OUTBOX_ITEM: dict[str, Any] = {"type": "object", "properties": {
+    **_REPORT_FIELDS, "omnimessage_id": {"type": ["string", "null"]},
+    "inbound_id": {"type": ["string", "null"]}}}
+_OUTBOX_EXAMPLE = {**_REPORT_EXAMPLE, "omnimessage_id": _ID, "inbound_id": None}
+
+
+def _ok(schema: dict[str, Any], example: Any, status: str = "200") -> dict[str, Any]:
+    return {status: answer("OK", schema, example)}
 
 
 _SEARCH_DOC: dict[str, Any] = {
@@ -215,7 +250,8 @@ _SEARCH_DOC: dict[str, Any] = {
         *_PAGING],
     "responses": _ok({"type": "object", "properties": {
         "omnimessages": {"type": "array", "items": _MESSAGE},
-        "next": {"type": ["string", "null"]}}}),
+        "next": {"type": ["string", "null"]}}}, {"omnimessages": [_MESSAGE_EXAMPLE],
+                                                 "next": None}),
 }
 _ONE_DOC: dict[str, Any] = {"responses": _ok({"type": "object", "properties": {
     **_MESSAGE_FIELDS,
@@ -225,14 +261,14 @@ _ONE_DOC: dict[str, Any] = {"responses": _ok({"type": "object", "properties": {
         "timeline": {"type": "array", "items": {"type": "object", "properties": {
             "at": _TIME, "event": {"type": "string"}, "source": {"type": "string"},
             "status": {"type": ["string", "null"]}, "err": {"type": ["integer", "null"]}}}}}}},
-    "reports": {"type": "array", "items": {"type": "object", "properties": {
-        "id": {"type": "integer"}, "kind": {"type": "string"}, "receiver": {"type": "string"},
-        "state": {"type": "string", "enum": ["pending", "delivered", "dead"]},
-        "tries": {"type": "integer"}, "next_try_at": {"type": ["string", "null"]},
-        "delivered_at": {"type": ["string", "null"]},
-        "last_error": {"type": ["string", "null"]},
-        "message_id": {"type": ["string", "null"]}, "status": {"type": ["string", "null"]}}}},
-}})}
+    "reports": {"type": "array", "items": {"type": "object", "properties": _REPORT_FIELDS}},
+}}, {**_MESSAGE_EXAMPLE, "attempts": [{
+    **_ATTEMPT_EXAMPLE, "content": {"text": "Your code is 1234"},
+    "sent_at": "2026-01-02T03:04:05.700000Z", "timeline": [
+        {"at": "2026-01-02T03:04:05.700000Z", "event": "submitted", "source": "submit",
+         "status": None, "err": None},
+        {"at": "2026-01-02T03:04:05.900000Z", "event": "status", "source": "sandbox",
+         "status": "DELIVRD", "err": 0}]}], "reports": [_REPORT_EXAMPLE]})}
 _INBOUND_DOC: dict[str, Any] = {
     "parameters": [_query("from", "sender", {"type": "string"}),
                    _query("to", "recipient (your number)", {"type": "string"}), *_PAGING],
@@ -242,7 +278,11 @@ _INBOUND_DOC: dict[str, Any] = {
             "from": {"type": "string"}, "to": {"type": "string"}, "text": {"type": "string"},
             "received": _TIME,
             "callback": {"type": "string", "enum": ["none", "pending", "delivered", "dead"]}}}},
-        "next": {"type": ["string", "null"]}}}),
+        "next": {"type": ["string", "null"]}}}, {"inbound": [{
+            "id": "5a6b7c8d-9e0f-4a1b-8c2d-3e4f5a6b7c8d", "channel": "sms",
+            "from": "+37251234567", "to": "+37259999999", "text": "STOP",
+            "received": "2026-01-02T03:04:05.678901Z", "callback": "delivered"}],
+            "next": None}),
 }
 
 
@@ -251,16 +291,32 @@ _OUTBOX_DOC: dict[str, Any] = {
                           {"type": "string", "enum": ["pending", "delivered", "dead"]}),
                    *_PAGING],
     "responses": _ok({"type": "object", "properties": {
-        "webhooks": {"type": "array", "items": {"type": "object"}},
-        "next": {"type": ["string", "null"]}}}),
+        "webhooks": {"type": "array", "items": _OUTBOX_ITEM},
+        "next": {"type": ["string", "null"]}}}, {"webhooks": [_OUTBOX_EXAMPLE], "next": None}),
 }
 _REDELIVER_DOC: dict[str, Any] = {
     "requestBody": {"required": False, "content": {"application/json": {"schema": {
         "type": "object", "properties": {
             "state": {"type": "string", "enum": ["dead", "delivered"], "default": "dead"},
             "since": _TIME, "until": _TIME,
-            "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}}}}},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}}},
+        "example": {"state": "dead", "since": "2026-01-01T00:00:00Z"}}}},
+    "responses": _ok({"type": "object", "required": ["redelivered"], "properties": {
+        "redelivered": {"type": "array", "items": {"type": "integer"},
+                        "description": "the ids queued again"}}},
+        {"redelivered": [42, 43]}, "202"),
 }
+_REDELIVER_ONE_DOC: dict[str, Any] = {
+    "requestBody": {"required": False, "content": json_content(
+        {"type": "object", "description": "nothing needed; a body is ignored"}, {})},
+    "responses": _ok(_OUTBOX_ITEM, {**_OUTBOX_EXAMPLE, "state": "pending", "tries": 0,
+                                    "next_try_at": "2026-01-02T03:05:00.000000Z",
+                                    "delivered_at": None}, "202"),
+}
+
+
+def _documented(doc: dict[str, Any], errors: dict[str, Any], scheme: str) -> dict[str, Any]:
+    return {**doc, "security": [{scheme: []}], "responses": {**doc["responses"], **errors}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,11 +338,21 @@ async def caller_scope(request: Request, _listing: bool) -> Scope | Response:
 
 
 def build_routes(prefix: str = "/v1", resolve: Resolver = caller_scope, *,
-                 tags: Sequence[str] = ("History",), take: Sequence[str] = ()
-                 ) -> list[LeanRoute]:
+                 tags: Sequence[str] = ("History",), take: Sequence[str] = (),
+                 operator: bool = False) -> list[LeanRoute]:
     """The history and outbox routes under `prefix`, scoped by `resolve`; `take`: query
-    parameters `resolve` reads, kept from the filters."""
+    parameters `resolve` reads, kept from the filters; `operator`: documented as the operator
+    API (bearer token; listings name an account)."""
     routes = Routes(tags=tags)
+    scheme = OPERATOR_BEARER if operator else MESSENTE_BASIC
+    # The operator's listings name an account: without one a 400, an unknown one a 404.
+    listing = (400, 401, 404, 503) if operator else (400, 401, 503)
+    bad_limit = ("105", f"limit must be a whole number from 1 to {MAX_LIMIT}", "limit")
+
+    def doc(base: dict[str, Any], *statuses: int, missing: str = "no account named 'acme'",
+            invalid: tuple[str, str, str | None] = bad_limit) -> dict[str, Any]:
+        return _documented(base, messente_errors(*statuses, invalid=invalid, missing=missing,
+                                                 operator=operator), scheme)
     cursors: dict[str, Cursors] = {}
 
     def cursors_for(request: Request, kind: str) -> Cursors:
@@ -301,7 +367,7 @@ def build_routes(prefix: str = "/v1", resolve: Resolver = caller_scope, *,
         return History(runtime_of(request).db)
 
     @routes.operation("GET", "/omnimessages", summary="Search omnimessages, newest first",
-                      openapi_extra=_SEARCH_DOC)
+                      openapi_extra=doc(_SEARCH_DOC, *listing))
     async def search(request: Request) -> Response:
         scope = await resolve(request, True)
         if isinstance(scope, Response):
@@ -318,7 +384,8 @@ def build_routes(prefix: str = "/v1", resolve: Resolver = caller_scope, *,
 
     @routes.operation("GET", "/omnimessage/{omnimessage_id}",
                       summary="One omnimessage whole: attempts, timelines and reports",
-                      openapi_extra=_ONE_DOC)
+                      openapi_extra=doc(_ONE_DOC, 401, 404, 503,
+                                        missing=f"omnimessage {_ID} not found"))
     async def one(request: Request) -> Response:
         omnimessage_id: str = request.path_params["omnimessage_id"]
         scope = await resolve(request, False)
@@ -333,7 +400,7 @@ def build_routes(prefix: str = "/v1", resolve: Resolver = caller_scope, *,
         return json_response(200, history_item(found))
 
     @routes.operation("GET", "/inbound", summary="Inbound messages, newest first",
-                      openapi_extra=_INBOUND_DOC)
+                      openapi_extra=doc(_INBOUND_DOC, *listing))
     async def inbound(request: Request) -> Response:
         scope = await resolve(request, True)
         if isinstance(scope, Response):
@@ -349,7 +416,7 @@ def build_routes(prefix: str = "/v1", resolve: Resolver = caller_scope, *,
             "next": codec.encode(page.next) if page.next else None})
 
     @routes.operation("GET", "/webhooks", summary="Callbacks: pending, delivered, dead",
-                      openapi_extra=_OUTBOX_DOC)
+                      openapi_extra=doc(_OUTBOX_DOC, *listing))
     async def outbox(request: Request) -> Response:
         scope = await resolve(request, True)
         if isinstance(scope, Response):
@@ -365,7 +432,9 @@ def build_routes(prefix: str = "/v1", resolve: Resolver = caller_scope, *,
             "next": codec.encode(page.next) if page.next else None})
 
     @routes.operation("POST", "/webhooks/{webhook_id}/redeliver", status_code=202,
-                      summary="Queue one delivered or dead callback again")
+                      summary="Queue one delivered or dead callback again",
+                      openapi_extra=doc(_REDELIVER_ONE_DOC, 401, 404, 503,
+                                        missing="webhook 42 not found"))
     async def redeliver_one(request: Request) -> Response:
         webhook_id: str = request.path_params["webhook_id"]
         scope = await resolve(request, False)
@@ -383,7 +452,8 @@ def build_routes(prefix: str = "/v1", resolve: Resolver = caller_scope, *,
 
     @routes.operation("POST", "/webhooks/redeliver", status_code=202,
                       summary="Queue delivered or dead callbacks again, oldest first",
-                      openapi_extra=_REDELIVER_DOC)
+                      openapi_extra=doc(_REDELIVER_DOC, *listing, invalid=(
+                          "105", "state must be one of dead, delivered", "state")))
     async def redeliver(request: Request) -> Response:
         scope = await resolve(request, True)
         if isinstance(scope, Response):

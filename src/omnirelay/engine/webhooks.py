@@ -296,12 +296,12 @@ class WebhookSender:
             return self._failure(webhook, f"{type(exc).__name__}: {exc}")
         if 200 <= status < 300:
             self.delivered += 1
-            return WebhookResult(webhook.id, True)
+            return WebhookResult(webhook.id, True, status=status)
         if 300 <= status < 400:
             target = without_userinfo(location) if location else "nowhere (no Location)"
             return self._failure(webhook, f"HTTP {status} redirect to {target}; redirects are "
-                                          "not followed, configure the final URL")
-        return self._failure(webhook, f"HTTP {status}")
+                                          "not followed, configure the final URL", status)
+        return self._failure(webhook, f"HTTP {status}", status)
 
     def _check_literal(self, url: str) -> None:
         """An address written in the URL is connected to without a lookup, so the resolver never
@@ -324,21 +324,22 @@ class WebhookSender:
                   receiver_host(webhook.url), error)
         return WebhookResult(webhook.id, False, 0, error, give_up=True)
 
-    def _failure(self, webhook: ClaimedWebhook, error: str) -> WebhookResult:
+    def _failure(self, webhook: ClaimedWebhook, error: str, status: int | None = None
+                 ) -> WebhookResult:
         tries = webhook.tries + 1
         give_up = tries >= self.settings.max_tries
         host = receiver_host(webhook.url)
         if give_up:
             log.error("%s webhook %d to %s failed (%s); giving up after %d tries", webhook.kind,
                       webhook.id, host, error, tries)
-            return WebhookResult(webhook.id, False, 0, error, give_up=True)
+            return WebhookResult(webhook.id, False, 0, error, give_up=True, status=status)
         delay = retry_delay(tries, base=self.settings.backoff_base,
                             factor=self.settings.backoff_factor, cap=self.settings.backoff_max,
                             jitter=self.settings.jitter)
         log.warning("%s webhook %d to %s failed (%s), try %d of %d; next try in %.0f s at %s",
                     webhook.kind, webhook.id, host, error, tries, self.settings.max_tries, delay,
                     (utcnow() + timedelta(seconds=delay)).isoformat(timespec="seconds") + "Z")
-        return WebhookResult(webhook.id, False, delay, error)
+        return WebhookResult(webhook.id, False, delay, error, status=status)
 
     def _record(self, result: WebhookResult) -> None:
         self._results.append(result)

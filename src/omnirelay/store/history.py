@@ -79,6 +79,7 @@ class WebhookSummary:
     tries: int
     next_try_at: datetime
     last_error: str | None
+    last_status: int | None
     created_at: datetime
     done_at: datetime | None
 
@@ -312,4 +313,5 @@ def _webhook(row: Any) -> WebhookSummary:
         id=row["id"], order_key=row["order_key"], kind=row["kind"], url=row["url"],
         body=bytes(row["body"]), state=row["state"], tries=row["tries"],
         next_try_at=row["next_try_at"], last_error=row["last_error"],
+        last_status=row["last_status"],
         created_at=row["created_at"], done_at=row["done_at"])

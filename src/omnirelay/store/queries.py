@@ -242,6 +242,7 @@ class WebhookResult:
     error: str | None = None
     give_up: bool = False
     deferred: bool = False  # put back without trying (receiver saturated); not a try
+    status: int | None = None  # the receiver's HTTP status, when it answered
 
 
 @dataclass(frozen=True, slots=True)
@@ -944,16 +945,19 @@ class Store:
                          submissions: Sequence[Submission[WebhookResult, datetime]]) -> list[None]:
         for submission in submissions:
             now = submission.context
-            done = [r.id for r in submission.units if r.delivered]
-            if done:
-                conn.execute(S.webhooks_delivered, {"ids": done, "now": now})
+            by_status: dict[int | None, list[int]] = {}
+            for r in submission.units:
+                if r.delivered:
+                    by_status.setdefault(r.status, []).append(r.id)
+            for status, done in by_status.items():
+                conn.execute(S.webhooks_delivered, {"ids": done, "now": now, "status": status})
             failed = [r for r in submission.units if not r.delivered]
             if failed:
                 conn.execute(S.webhooks_failed, [
                     {"wid": r.id, "new_state": "dead" if r.give_up else "pending",
                      "inc": 0 if r.deferred else 1,
                      "next_try": now + timedelta(seconds=r.retry_in),
-                     "message": (r.error or "")[:500]} for r in failed])
+                     "message": (r.error or "")[:500], "status": r.status} for r in failed])
         return [None] * len(submissions)
 
     async def next_webhook_time(self, now: datetime, excluded_origins: Sequence[str] = ()

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from sqlalchemy import (
     Connection,
+    Integer,
     Select,
     Table,
     and_,
@@ -286,9 +287,13 @@ lease_webhooks = (update(webhooks).where(_w.id.in_(bindparam("ids", expanding=Tr
                              _w.tries))
 webhooks_delivered = (update(webhooks).where(webhooks.c.id.in_(bindparam("ids", expanding=True)))
                       .values(state="done", tries=webhooks.c.tries + 1, done_at=bindparam("now"),
-                              lease_until=None, last_error=None))
+                              lease_until=None, last_error=None,
+                              last_status=bindparam("status", type_=Integer)))
 webhooks_failed = (update(webhooks).where(webhooks.c.id == bindparam("wid"))
                    .values(state=bindparam("new_state"),
                            tries=webhooks.c.tries + bindparam("inc"),
                            next_try_at=bindparam("next_try"), lease_until=None,
-                           last_error=bindparam("message")))
+                           last_error=bindparam("message"),
+                           # a try that got no answer keeps the status of the last one that did
+                           last_status=func.coalesce(bindparam("status", type_=Integer),
+                                                     webhooks.c.last_status)))

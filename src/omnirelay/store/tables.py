@@ -221,6 +221,7 @@ webhooks = Table(
     Column("next_try_at", DateTime, nullable=False),
     Column("lease_until", DateTime, nullable=True),
     Column("last_error", Text, nullable=True),
+    Column("last_status", Integer, nullable=True),  # the HTTP status the receiver last answered
     Column("created_at", DateTime, nullable=False),
     Column("done_at", DateTime, nullable=True),
     # id last: the claim walks this index in (next_try_at, id) order and stops at its limit

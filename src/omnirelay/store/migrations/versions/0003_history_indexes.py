@@ -33,6 +33,8 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column('state', sa.String(length=16),
                                       server_default=sa.text("'active'"), nullable=False))
     op.create_index('ix_webhooks_account', 'webhooks', ['account_id', 'id'], unique=False)
+    with op.batch_alter_table('webhooks', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('last_status', sa.Integer(), nullable=True))
     with op.batch_alter_table('status_events', schema=None) as batch_op:
         batch_op.add_column(sa.Column('source', sa.String(length=16), nullable=True))
 
@@ -40,6 +42,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table('status_events', schema=None) as batch_op:
         batch_op.drop_column('source')
+    with op.batch_alter_table('webhooks', schema=None) as batch_op:
+        batch_op.drop_column('last_status')
     op.drop_index('ix_webhooks_account', table_name='webhooks')
     with op.batch_alter_table('accounts', schema=None) as batch_op:
         batch_op.drop_column('state')
