@@ -99,8 +99,9 @@ def prices_show(
 
 def account_credit(
     name: str,
-    amount: Annotated[str | None, typer.Argument(
-        help="What to add, e.g. 10.23 (negative takes off, never below zero).")] = None,
+    amount: Annotated[str | None, typer.Argument(help="What to add, e.g. 10.23.")] = None,
+    debit: Annotated[bool, typer.Option(
+        "--debit", help="Take AMOUNT off instead (never below zero).")] = False,
     unlimited: Annotated[bool, typer.Option(
         "--unlimited", help="Drop the balance: the account sends without a limit.")] = False,
     config: ConfigOption = None,
@@ -112,7 +113,7 @@ def account_credit(
     micros = 0
     if amount is not None:
         try:
-            micros = parse_amount(amount, allow_negative=True)
+            micros = -parse_amount(amount) if debit else parse_amount(amount)
         except MoneyError as exc:
             raise _fail(str(exc)) from None
 
