@@ -214,6 +214,21 @@ def test_inbound_with_ton_0_is_normalised_and_reaches_its_owner(
     assert len(receiver.received) == 2
 
 
+def test_inbound_ucs2_text_with_a_nul_is_kept(database_url: str, running: list[Any],
+                                             receiver: WebhookReceiver) -> None:
+    """PostgreSQL's text cannot hold NUL; the message is kept (NUL as U+FFFD), not dropped."""
+    simulator = start(running, Simulator())
+    gateway = start(running, gateway_with(database_url, simulator))
+    account = gateway.call(create_account(gateway.runtime, inbound_url=receiver.url + "/inbound"))
+    gateway.call(gateway.runtime.store.set_inbound_numbers(account.id, ["+37255500001"]))
+    wait_until(lambda: simulator.smsc.snapshot()["sessions"] >= 1)
+    simulator.run(lambda: simulator.smsc.inject_inbound("+37256789012", "+37255500001",
+                                                        "Жёлтый\x00ЖЖ"))
+    (delivered,) = receiver.wait_for(1)
+    assert delivered.json()["text"] == "Жёлтый\ufffdЖЖ"
+    assert rows(gateway, inbound_messages.c.text) == [("Жёлтый\ufffdЖЖ",)]
+
+
 # --- item 8: one receipt per concatenated message ----------------------------------------------
 
 @pytest.mark.parametrize("rule", ["first", "last"])

@@ -18,6 +18,13 @@ from omnirelay.store.queries import Account, Fragment, Inbound, Report, Store
 from omnirelay.supervisor import Supervisor
 
 
+def storable(text: str) -> str:
+    """What an upstream sent, as a text column can hold it: PostgreSQL's text refuses NUL, and
+    a refused inbound message is dropped after it was acknowledged upstream. A NUL (a UCS-2
+    SMS can carry one) becomes U+FFFD, as any undecodable character would."""
+    return text.replace("\x00", "\ufffd") if "\x00" in text else text
+
+
 def inbound_webhook(message_id: str, message: Inbound, account: Account) -> WebhookDraft | None:
     if not account.inbound_url:
         return None
@@ -55,15 +62,15 @@ class EngineSink:
     async def receive_inbound(self, messages: Sequence[InboundMessage]) -> None:
         if not messages:
             return
-        await self.store_inbound([Inbound(m.channel, m.sender, m.recipient, m.text,
-                                          m.received_at) for m in messages])
+        await self.store_inbound([Inbound(m.channel, storable(m.sender), storable(m.recipient),
+                                          storable(m.text), m.received_at) for m in messages])
 
     async def receive_fragments(self, fragments: Sequence[InboundFragment]) -> None:
         if not fragments:
             return
         complete = await self.store.add_fragments([
-            Fragment(f.channel, f.sender, f.recipient, f.group_key, f.total, f.seq, f.text,
-                     f.received_at) for f in fragments])
+            Fragment(f.channel, storable(f.sender), storable(f.recipient), storable(f.group_key),
+                     f.total, f.seq, storable(f.text), f.received_at) for f in fragments])
         if complete:
             await self.store_inbound(complete)
 
