@@ -651,8 +651,11 @@ class Store:
         fallback chain) is caught too. Each later variant is claimed, and stopped, in turn."""
         if not claimed:
             return Claim(claimed, Effects())
-        pairs = sorted({(c.account_id, c.to) for c in claimed})
-        listed = {(r[0], r[1]) for r in conn.execute(S.blacklisted, {"pairs": pairs})}
+        accounts = sorted({c.account_id for c in claimed})
+        if conn.execute(S.any_blacklist, {"accounts": accounts}).first() is None:
+            return Claim(claimed, Effects())
+        listed = {(r[0], r[1]) for r in conn.execute(S.blacklisted, {
+            "accounts": accounts, "phones": sorted({c.to for c in claimed})})}
         if not listed:
             return Claim(claimed, Effects())
         writer = StatusWriter(conn, self.report_builder, now, self.db.notify, "blacklist",
