@@ -4,22 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
+import os
 import signal
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from omnirelay import __version__, cli_pricing
 from omnirelay import account_admin as ops
 from omnirelay.api import history as api_history
-from omnirelay.config import Settings, load_settings
+from omnirelay.config import Settings, config_file, load_settings
 from omnirelay.core.history import (
     Cursors,
     parse_message_filter,
@@ -29,13 +34,13 @@ from omnirelay.core.history import (
 from omnirelay.core.sms import check_replacements
 from omnirelay.core.timefmt import utcnow
 from omnirelay.core.validation import RequestError
-from omnirelay.errors import ConfigError
+from omnirelay.errors import ConfigError, StartupError
 from omnirelay.runtime import Runtime
 from omnirelay.store.history import History
 from omnirelay.store.queries import Account
 
 app = typer.Typer(help="omnirelay: a self-hosted omnichannel messaging gateway.",
-                  no_args_is_help=True, add_completion=False)
+                  no_args_is_help=True)
 account_app = typer.Typer(help="Create, show, change, rotate, disable and delete accounts.",
                           no_args_is_help=True)
 app.add_typer(account_app, name="account")
@@ -43,6 +48,7 @@ messages_app = typer.Typer(help="Look up omnimessages.", no_args_is_help=True)
 app.add_typer(messages_app, name="messages")
 webhooks_app = typer.Typer(help="List callbacks and queue them again.", no_args_is_help=True)
 app.add_typer(webhooks_app, name="webhooks")
+cli_pricing.register(app, account_app)  # prices import/show, account credit
 console = Console()
 err_console = Console(stderr=True)
 T = TypeVar("T")
@@ -51,17 +57,54 @@ ConfigOption = Annotated[Path | None, typer.Option("--config", "-c",
                                                    help="TOML configuration file.")]
 
 
+_options = {"debug": False}
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        print(f"omnirelay {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global_options(
+    debug: Annotated[bool, typer.Option(
+        "--debug", help="Show the traceback of a failure at start; without it, one line names "
+                        "the cause and the fix.")] = False,
+    version: Annotated[bool | None, typer.Option(
+        "--version", callback=_print_version, is_eager=True,
+        help="Print the version and exit.")] = None,
+) -> None:
+    _options["debug"] = debug
+
+
+def _fail(message: str, status: int) -> NoReturn:
+    """One line on stderr, as given: user text is never read as Rich markup ([engine] stays)."""
+    print(" ".join(message.split()), file=sys.stderr)
+    raise typer.Exit(status)
+
+
 def _settings(config: Path | None, **overrides: Any) -> Settings:
+    return load_settings(config, overrides=overrides)
+
+
+def _runtime(settings: Settings, config: Path | None) -> Runtime:
+    """The runtime; a provider table it refuses is said to come from the configuration file."""
     try:
-        return load_settings(config, overrides=overrides)
+        return Runtime(settings)
     except ConfigError as exc:
-        err_console.print(f"[red]configuration error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        found = config_file(config, os.environ)
+        raise exc.located(str(found) if found is not None else None) from None
+    except OSError as exc:  # SQLite's directory could not be made
+        raise StartupError(f"cannot create the database at database_url = "
+                           f"{settings.database_url!r}: {exc.strerror} ({exc.filename}); give "
+                           "a path in a writable directory") from None
 
 
 def _logging(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from omnirelay.logs import configure  # text or JSON lines, uvicorn's included
+
+    configure(settings.log_level, settings.log_format)
 
 
 def _print_credentials(account: Account, as_json: bool, heading: str) -> None:
@@ -71,8 +114,7 @@ def _print_credentials(account: Account, as_json: bool, heading: str) -> None:
         return
     console.print(f"{heading} (shown once; store them safely)", style="bold", markup=False)
     for key, value in creds.items():
-        console.print(f"  {key:20} {value if value is not None else '-'}", markup=False,
-                      highlight=False)
+        print(f"  {key:20} {value if value is not None else '-'}")  # unwrapped, for copying
 
 
 @app.command()
@@ -90,26 +132,111 @@ def serve(
     """Run the API and the workers in one process (applies migrations first)."""
     settings = _settings(config, host=host, port=port)
     _logging(settings)
-    runtime = Runtime(settings)
-    runtime.migrate()
-    asyncio.run(_serve(runtime, workers, reuse_port))
+    runtime = _runtime(settings, config)
+    # Bound first: a port in use is refused before anything else is done (or printed).
+    listener = _bind(settings.host, settings.port, reuse_port)
+    try:
+        _migrated(runtime, quiet=True)
+        if runtime.db.is_sqlite:
+            if workers:
+                _refuse_a_second_sqlite_process(runtime, "serve")
+            else:
+                print("warning: --no-workers on SQLite: SQLite serves one process, so no "
+                      "`omnirelay worker` may run beside this one and nothing here sends what "
+                      "it accepts; use PostgreSQL for separate workers", file=sys.stderr)
+    except BaseException:
+        listener.close()
+        runtime.close()
+        raise
+    asyncio.run(_serve(runtime, listener, workers))
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
+def _migrated(runtime: Runtime, *, quiet: bool = False) -> None:
+    """Apply the migrations; say so when the schema was created or upgraded (always, unless
+    `quiet`)."""
+    outcome = runtime.migrate()
+    if not quiet or outcome.before != outcome.after:
+        print(outcome.describe())  # print, not Rich: a long path must not be wrapped
+
+
+def _refuse_a_second_sqlite_process(runtime: Runtime, command: str) -> None:
+    """SQLite serves one process (its writes are serialised in-process): refuse to run the
+    workers beside another live process's, which the workers table's heartbeats show."""
+    stale = timedelta(seconds=3 * runtime.settings.engine.heartbeat_seconds)
+    live = [(worker_id, beat) for worker_id, beat in
+            asyncio.run(runtime.store.live_workers(utcnow() - stale))
+            if _may_be_alive(worker_id)]
+    if live:
+        worker_id, beat = live[0]
+        ago = max(0.0, (utcnow() - beat).total_seconds())
+        raise StartupError(
+            f"refusing to start `omnirelay {command}`: SQLite serves one process, and worker "
+            f"{worker_id} (heartbeat {ago:.0f} s ago) already runs on "
+            f"{runtime.settings.database_url}; stop it first, or use PostgreSQL to run "
+            "several processes")
+
+
+def _may_be_alive(worker_id: str) -> bool:
+    """False for a worker id (host-pid-suffix) of this host whose process is gone: a killed
+    process leaves its heartbeat behind for a while."""
+    host, pid_text, _suffix = [*worker_id.rsplit("-", 2), "", ""][:3]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return True
+    if int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _bind(host: str, port: int, reuse_port: bool) -> socket.socket:
+    """The listening socket, or one line on why not and what to change."""
+    try:
+        return _listening_socket(host, port, reuse_port=reuse_port)
+    except socket.gaierror as exc:
+        raise StartupError(f"cannot listen on host {host!r}: {exc.strerror}; set host (or "
+                           "--host) to an address of this machine, e.g. 127.0.0.1 or 0.0.0.0"
+                           ) from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise StartupError(f"cannot listen on {host}:{port}: the port is already in use "
+                               "(another omnirelay serve, or another program); stop that, or "
+                               "choose a free port with port = N or --port N") from None
+        if exc.errno == errno.EACCES:
+            raise StartupError(f"cannot listen on {host}:{port}: permission denied (ports below "
+                               "1024 need privileges); use a port above 1024 with port = N or "
+                               "--port N, behind a reverse proxy") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise StartupError(f"cannot listen on {host}:{port}: {host} is not an address of "
+                               "this machine; set host (or --host), e.g. 127.0.0.1 or 0.0.0.0"
+                               ) from None
+        raise StartupError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+
+
+def _listening_socket(host: str, port: int, *, reuse_port: bool = True) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     # Accepted sockets inherit it on Linux. uvloop sets it only on sockets of servers it binds
     # itself, so without this every response waited out the client's delayed ACK (40 ms):
     # 2 API processes served 330 requests/s where 1 served 1,500.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    sock.bind((host, port))
-    sock.listen(2048)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
     sock.set_inheritable(True)
     return sock
 
 
-async def _serve(runtime: Runtime, workers: bool = True, reuse_port: bool = False) -> None:
+async def _serve(runtime: Runtime, listener: socket.socket, workers: bool = True) -> None:
     import uvicorn
 
     from omnirelay.app import create_app
@@ -119,16 +246,18 @@ async def _serve(runtime: Runtime, workers: bool = True, reuse_port: bool = Fals
     if not settings.is_production and await runtime.store.count_accounts() == 0:
         account = await ops.create_account(runtime, "dev", sender="omnirelay")
         _print_credentials(account, False, "Development account created")
-        console.print(f"  Messente SDK host     {settings.base_url}/v1")
+        console.print(f"  Messente SDK host     {settings.base_url}/v1", markup=False)
     app = create_app(runtime, workers=workers)
     server = uvicorn.Server(uvicorn_config(
         app, settings.server, host=settings.host, port=settings.port, refusal=app.refusal,
         access_log=False, log_level=settings.log_level, loop="auto"))
-    sockets = [_listening_socket(settings.host, settings.port)] if reuse_port else None
     try:
-        await server.serve(sockets=sockets)
+        await server.serve(sockets=[listener])
     finally:
+        listener.close()
         runtime.close()
+    if not server.started:  # uvicorn logged why (the application's startup failed)
+        raise StartupError("the gateway did not start; the log above says why")
 
 
 @app.command()
@@ -136,8 +265,14 @@ def worker(config: ConfigOption = None) -> None:
     """Run the workers only (dispatcher, expiry, webhooks); any number may share PostgreSQL."""
     settings = _settings(config)
     _logging(settings)
-    runtime = Runtime(settings)
-    runtime.migrate()
+    runtime = _runtime(settings, config)
+    try:
+        _migrated(runtime, quiet=True)
+        if runtime.db.is_sqlite:
+            _refuse_a_second_sqlite_process(runtime, "worker")
+    except BaseException:
+        runtime.close()
+        raise
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -145,7 +280,7 @@ def worker(config: ConfigOption = None) -> None:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         await runtime.start()
-        console.print(f"worker {runtime.worker_id} running; Ctrl-C stops it")
+        console.print(f"worker {runtime.worker_id} running; Ctrl-C stops it", markup=False)
         await stop.wait()
         await runtime.stop()
         runtime.close()
@@ -155,24 +290,26 @@ def worker(config: ConfigOption = None) -> None:
 
 @app.command()
 def migrate(config: ConfigOption = None) -> None:
-    """Apply the database migrations."""
-    settings = _settings(config)
-    runtime = Runtime(settings)
-    runtime.migrate()
-    runtime.close()
-    console.print("database is up to date")
+    """Apply the database migrations and say what was done."""
+    runtime = _runtime(_settings(config), config)
+    try:
+        _migrated(runtime)
+    finally:
+        runtime.close()
 
 
 def _operate(config: Path | None, work: Callable[[Runtime], Coroutine[Any, Any, T]]) -> T:
     """Run one operator action against the configured database, answering an OperatorError
-    with one line and exit status 1."""
-    runtime = Runtime(_settings(config))
-    runtime.migrate()
+    or a refused value with one line (the API's words) and exit status 1 (not found, conflict)
+    or 2 (invalid)."""
+    runtime = _runtime(_settings(config), config)
     try:
+        runtime.migrate()  # silently: stdout is the command's own (JSON for scripts)
         return asyncio.run(work(runtime))
     except ops.OperatorError as exc:
-        err_console.print(f"error: {exc.message}", markup=False, highlight=False)
-        raise typer.Exit(2 if exc.kind == "invalid" else 1) from None
+        _fail(f"error: {exc.message}", 2 if exc.kind == "invalid" else 1)
+    except RequestError as exc:
+        _fail(f"error: {exc.detail}", 2)
     finally:
         runtime.close()
 
@@ -209,18 +346,42 @@ def account_list(
     if as_json:
         _print_json(accounts)
         return
-    table = Table("name", "state", "api_username", "twilio_account_sid", "default_sender",
-                  "dlr_url")
+    table = _table("name", "state", "api_username", "twilio_account_sid", "default_sender",
+                   "dlr_url")
     for a in accounts:
-        table.add_row(a["name"], a["state"], a["api_username"], a["twilio_account_sid"],
-                      a["default_sender"], a["dlr_url"] or "-")
+        _add_row(table, a["name"], a["state"], a["api_username"], a["twilio_account_sid"],
+                 a["default_sender"], a["dlr_url"] or "-")
     console.print(table)
 
 
 @account_app.command("show")
-def account_show(name: str, config: ConfigOption = None) -> None:
-    """Show one account (without secrets), as JSON."""
-    _print_json(_operate(config, lambda runtime: ops.show_account(runtime, name)))
+def account_show(
+    name: str, as_json: Annotated[bool, typer.Option("--json", help="One JSON object.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """Show one account whole: credentials (secrets included), state, sender, URLs and inbound
+    numbers."""
+    shown = _operate(config, lambda runtime: ops.account_details(runtime, name))
+    if as_json:
+        _print_json(shown)
+        return
+    for key, value in shown.items():
+        if isinstance(value, list):
+            value = ", ".join(value) or "-"
+        print(f"{key:20} {value if value is not None else '-'}")
+
+
+def _table(*headers: str) -> Table:
+    """A table that folds long values instead of cutting them."""
+    table = Table()
+    for header in headers:
+        table.add_column(header, overflow="fold")
+    return table
+
+
+def _add_row(table: Table, *cells: str) -> None:
+    # Text, not str: Rich reads a str cell as markup, and a sender or URL may hold [brackets].
+    table.add_row(*(Text(cell) for cell in cells))
 
 
 @account_app.command("rotate")
@@ -333,9 +494,9 @@ def messages_list(
     if as_json:
         _print_json(items)
         return
-    table = Table("omnimessage_id", "created", "to", "state", "attempts")
+    table = _table("omnimessage_id", "created", "to", "state", "attempts")
     for m in items:
-        table.add_row(m["omnimessage_id"], m["created"], m["to"], m["state"], ", ".join(
+        _add_row(table, m["omnimessage_id"], m["created"], m["to"], m["state"], ", ".join(
             f"{a['channel']} {a['status'] or a['state']}" for a in m["attempts"]))
     console.print(table)
 
@@ -372,10 +533,10 @@ def webhooks_list(
     if as_json:
         _print_json(items)
         return
-    table = Table("id", "kind", "receiver", "state", "tries", "last_error")
+    table = _table("id", "kind", "receiver", "state", "tries", "last_error")
     for w in items:
-        table.add_row(str(w["id"]), w["kind"], w["receiver"], w["state"], str(w["tries"]),
-                      w["last_error"] or "-")
+        _add_row(table, str(w["id"]), w["kind"], w["receiver"], w["state"], str(w["tries"]),
+                 w["last_error"] or "-")
     console.print(table)
 
 
@@ -409,10 +570,9 @@ def _replacement_table(path: str) -> dict[str, str]:
     try:
         return check_replacements(json.loads(Path(path).read_text(encoding="utf-8")))
     except OSError as error:
-        err_console.print(f"[red]--replacements: cannot read {path}: {error.strerror}[/red]")
+        _fail(f"--replacements: cannot read {path}: {error.strerror}", 2)
     except ValueError as error:  # JSONDecodeError included
-        err_console.print(f"[red]--replacements: {path}: {error}[/red]")
-    raise typer.Exit(2)
+        _fail(f"--replacements: {path}: {error}", 2)
 
 
 @app.command()
@@ -449,20 +609,18 @@ def smsc(
         for entry in user:
             system_id, colon, password = entry.partition(":")
             if not colon:
-                err_console.print(f"[red]--user {entry!r}: expected SYSTEM_ID:PASSWORD[/red]")
-                raise typer.Exit(2)
+                _fail(f"--user {entry!r}: expected SYSTEM_ID:PASSWORD", 2)
             users[system_id] = password
     try:
         rules = tuple(parse_rule(r) for r in rule) if rule else DEFAULT_RULES
     except ValueError as exc:
-        err_console.print(f"[red]--rule: {exc}[/red]")
-        raise typer.Exit(2) from None
+        _fail(f"--rule: {exc}", 2)
     if id_format not in {"hex", "dec", "hex-dec"}:
-        err_console.print("[red]--id-format must be hex, dec or hex-dec[/red]")
-        raise typer.Exit(2)
+        _fail("--id-format must be hex, dec or hex-dec", 2)
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     console.print(f"SMSC simulator on {host}:{port}"
-                  + (f", control API on http://{host}:{control_port}" if control_port else ""))
+                  + (f", control API on http://{host}:{control_port}" if control_port else ""),
+                  markup=False, highlight=False)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run_simulator(
             host, port, control_port or None, users=users, rules=rules,
@@ -476,6 +634,18 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except StartupError as exc:
+        if _options["debug"]:
+            raise
+        _say(exc)
+
+
+def _say(exc: StartupError) -> NoReturn:
+    """The expected failure as one line (the cause and the fix) and its exit status: 2 for the
+    configuration, 1 for the environment (the database, the port)."""
+    prefix = "configuration error" if isinstance(exc, ConfigError) else "error"
+    print(" ".join(f"{prefix}: {exc}".split()), file=sys.stderr)
+    sys.exit(exc.exit_status)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ is read as a TOML literal when it parses as one (numbers, booleans, arrays), els
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from collections.abc import Mapping
@@ -15,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from omnirelay.core.destinations import DestinationPolicy
+from omnirelay.core.validation import url_problem
 from omnirelay.errors import ConfigError
 
 DEFAULT_CONFIG_FILE = "omnirelay.toml"
 DEV_SECRET_KEY = "omnirelay-development-key-do-not-use-in-production"  # noqa: S105 (refused in production)
 ENV_PREFIX = "OMNIRELAY_"
 CHANNELS = ("sms", "viber", "whatsapp", "telegram", "rcs")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +112,8 @@ class Settings:
     public_url: str = ""
     max_body_bytes: int = 4 * 1024 * 1024
     log_level: str = "info"
+    log_format: str = "text"  # or "json": one object per line, for log collectors
+    access_log: bool = False  # one line per HTTP request (omnirelay.logs)
     engine: EngineSettings = field(default_factory=EngineSettings)
     webhooks: WebhookSettings = field(default_factory=WebhookSettings)
     sandbox: SandboxSettings = field(default_factory=SandboxSettings)
@@ -141,26 +146,49 @@ def load_settings(
     overrides, then explicit overrides (CLI flags), and validate."""
     environ = os.environ if environ is None else environ
     raw: dict[str, Any] = {}
-    config_path = Path(path) if path is not None else None
-    if config_path is None and environ.get(ENV_PREFIX + "CONFIG"):
-        config_path = Path(environ[ENV_PREFIX + "CONFIG"])
-    if config_path is None and Path(DEFAULT_CONFIG_FILE).is_file():
-        config_path = Path(DEFAULT_CONFIG_FILE)
+    config_path = config_file(path, environ)
     if config_path is not None:
         try:
             raw = tomllib.loads(config_path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            raise ConfigError(f"configuration file {config_path} does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"configuration file {config_path}: {exc}") from None
-    _apply_environment(raw, environ)
+            raise ConfigError(f"configuration file {config_path} does not exist: give an existing "
+                              "file with --config (or OMNIRELAY_CONFIG), or none for the "
+                              "defaults") from None
+        except OSError as exc:
+            raise ConfigError(f"configuration file {config_path}: cannot read it "
+                              f"({exc.strerror})") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{config_path}: not valid TOML: {exc}") from None
+    origins = _apply_environment(raw, environ)
     for key, value in (overrides or {}).items():
         if value is not None:
             raw[key] = value
-    return _build(raw)
+            origins[(None, key)] = "--" + key.replace("_", "-")
+    try:
+        return _build(raw)
+    except ConfigError as exc:
+        # Say where the fix goes: the environment variable or flag that set the key, else the file.
+        origin = origins.get((exc.section, exc.key)) if exc.key is not None else None
+        raise exc.located(origin or (str(config_path) if config_path is not None else None)
+                          ) from None
 
 
-def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+def config_file(path: str | Path | None, environ: Mapping[str, str]) -> Path | None:
+    """The configuration file to read: the given path, else $OMNIRELAY_CONFIG, else
+    ./omnirelay.toml when present, else none (the defaults)."""
+    if path is not None:
+        return Path(path)
+    if environ.get(ENV_PREFIX + "CONFIG"):
+        return Path(environ[ENV_PREFIX + "CONFIG"])
+    if Path(DEFAULT_CONFIG_FILE).is_file():
+        return Path(DEFAULT_CONFIG_FILE)
+    return None
+
+
+def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]
+                       ) -> dict[tuple[str | None, str], str]:
+    """Apply the OMNIRELAY_* variables; return (section, key) -> the variable that set it."""
+    origins: dict[tuple[str | None, str], str] = {}
     for name, text in environ.items():
         if (not name.startswith(ENV_PREFIX) or name == ENV_PREFIX + "CONFIG"
                 or name.startswith(ENV_PREFIX + "TEST_")):  # OMNIRELAY_TEST_* is the test suite's
@@ -172,6 +200,8 @@ def _apply_environment(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
             if not isinstance(target, dict):
                 raise ConfigError(f"{name}: {part} is not a table")
         target[path[-1]] = _parse_env_value(text)
+        origins[(".".join(path[:-1]) or None, path[-1])] = name
+    return origins
 
 
 def _parse_env_value(text: str) -> Any:
@@ -181,23 +211,44 @@ def _parse_env_value(text: str) -> Any:
         return text
 
 
+def _where(section: str | None, key: str) -> str:
+    return f"[{section}] {key}" if section else key
+
+
+def _unknown(section: str | None, key: str, known: list[str]) -> ConfigError:
+    """An unknown key, with the closest known one (or the known ones) as the fix."""
+    message = f"{_where(section, key)}: unknown setting"
+    if section is not None and key in Settings.__dataclass_fields__:
+        message += (f"; {key} is a top-level setting: move it above the first [section] of the "
+                    "file")
+    elif close := difflib.get_close_matches(key, known, n=1):
+        message += f"; did you mean {close[0]}?"
+    else:
+        message += f" (known: {', '.join(known)})"
+    return ConfigError(message, section=section, key=key)
+
+
 def _section(raw: dict[str, Any], name: str, cls: type[Any]) -> Any:
     table = raw.pop(name, {}) or {}
     if not isinstance(table, dict):
-        raise ConfigError(f"[{name}] must be a table")
-    known = {f for f in cls.__dataclass_fields__}
-    unknown = set(table) - known
+        raise ConfigError(f"{name}: must be a table ([{name}]), not {table!r}", key=name)
+    known = list(cls.__dataclass_fields__)
+    unknown = sorted(set(table) - set(known))
     if unknown:
-        raise ConfigError(f"[{name}]: unknown setting(s) {', '.join(sorted(unknown))}")
+        raise _unknown(name, unknown[0], known)
     defaults = cls()
     values: dict[str, Any] = {}
     for key, value in table.items():
         expected = type(getattr(defaults, key))
-        values[key] = _coerce(f"{name}.{key}", value, expected)
+        values[key] = _coerce(name, key, value, expected)
     return cls(**values)
 
 
-def _coerce(name: str, value: Any, expected: type[Any]) -> Any:
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string",
+          tuple: "an array of strings"}
+
+
+def _coerce(section: str | None, key: str, value: Any, expected: type[Any]) -> Any:
     if expected is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if expected is int and isinstance(value, int) and not isinstance(value, bool):
@@ -209,8 +260,13 @@ def _coerce(name: str, value: Any, expected: type[Any]) -> Any:
     if expected is tuple and isinstance(value, list | tuple) and all(
             isinstance(v, str) for v in value):
         return tuple(value)
-    kind = "an array of strings" if expected is tuple else expected.__name__
-    raise ConfigError(f"{name} must be {kind}, not {value!r}")
+    kind = _KINDS.get(expected, expected.__name__)
+    raise ConfigError(f"{_where(section, key)}: must be {kind}, not {value!r}",
+                      section=section, key=key)
+
+
+_SECTIONS = ("engine", "webhooks", "sandbox", "server", "retention", "admin", "channels",
+             "providers")
 
 
 def _build(raw: dict[str, Any]) -> Settings:
@@ -223,25 +279,43 @@ def _build(raw: dict[str, Any]) -> Settings:
     admin = _section(raw, "admin", AdminSettings)
     channels = raw.pop("channels", {}) or {}
     providers = raw.pop("providers", {}) or {}
-    if not isinstance(channels, dict) or not all(isinstance(v, str) for v in channels.values()):
-        raise ConfigError("[channels] maps channel names to provider names (strings)")
-    unknown_channels = set(channels) - set(CHANNELS)
-    if unknown_channels:
-        raise ConfigError(f"[channels]: unknown channel(s) {', '.join(sorted(unknown_channels))}")
-    if not isinstance(providers, dict) or not all(isinstance(v, dict) for v in providers.values()):
-        raise ConfigError("[providers] holds one table per provider")
-    for channel, provider in channels.items():
+    if not isinstance(channels, dict):
+        raise ConfigError('channels: must be a table mapping channels to providers, e.g. '
+                          '[channels] sms = "smpp"', key="channels")
+    for channel, provider in sorted(channels.items()):
+        if channel not in CHANNELS:
+            close = difflib.get_close_matches(channel, CHANNELS, n=1)
+            raise ConfigError(f"[channels] {channel}: unknown channel"
+                              + (f"; did you mean {close[0]}?" if close else "")
+                              + f" (channels: {', '.join(CHANNELS)})",
+                              section="channels", key=channel)
+        if not isinstance(provider, str):
+            raise ConfigError(f"[channels] {channel}: must be a provider's name (a string), "
+                              f"not {provider!r}", section="channels", key=channel)
+    if not isinstance(providers, dict):
+        raise ConfigError("providers: must hold one table per provider, e.g. [providers.smpp]",
+                          key="providers")
+    for name, table in sorted(providers.items()):
+        if not isinstance(table, dict):
+            raise ConfigError(f"[providers] {name}: must be a table ([providers.{name}]), not "
+                              f"{table!r}", section="providers", key=name)
+    for channel, provider in sorted(channels.items()):
         if provider != "sandbox" and provider not in providers:
             raise ConfigError(
-                f"[channels] {channel} = {provider!r} but there is no [providers.{provider}]"
-            )
+                f"[channels] {channel} = {provider!r}, but there is no [providers.{provider}] "
+                f'table: add one, or set {channel} = "sandbox"', section="channels", key=channel)
     defaults = Settings()
+    top_level = [k for k in Settings.__dataclass_fields__ if k not in _SECTIONS]
     values: dict[str, Any] = {}
     for key, value in raw.items():
-        if key not in Settings.__dataclass_fields__ or key in {"engine", "webhooks", "sandbox",
-                                                               "server", "retention", "admin"}:
-            raise ConfigError(f"unknown setting {key!r}")
-        values[key] = _coerce(key, value, type(getattr(defaults, key)))
+        if key not in top_level:
+            if isinstance(value, dict):
+                close = difflib.get_close_matches(key, _SECTIONS, n=1)
+                raise ConfigError(f"[{key}]: unknown section"
+                                  + (f"; did you mean [{close[0]}]?" if close else
+                                     f" (sections: {', '.join(_SECTIONS)})"), key=key)
+            raise _unknown(None, key, top_level)
+        values[key] = _coerce(None, key, value, type(getattr(defaults, key)))
     settings = Settings(
         engine=engine,
         webhooks=webhooks,
@@ -257,43 +331,63 @@ def _build(raw: dict[str, Any]) -> Settings:
     return settings
 
 
+def _invalid(section: str | None, key: str, problem: str) -> ConfigError:
+    return ConfigError(f"{_where(section, key)}: {problem}", section=section, key=key)
+
+
 def _validate(settings: Settings) -> None:
     if settings.admin.token and (len(settings.admin.token) < 24
                                  or not settings.admin.token.isascii()
                                  or not settings.admin.token.isprintable()
                                  or " " in settings.admin.token):
-        raise ConfigError("[admin] token must be at least 24 printable ASCII characters without "
-                          "spaces, e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+        raise _invalid("admin", "token", "must be at least 24 printable ASCII characters without "
+                       "spaces, e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
     kept = settings.retention
-    if min(kept.omnimessages_days, kept.inbound_days, kept.webhooks_days) < 0 \
-            or kept.batch_size < 1:
-        raise ConfigError("[retention] days must be 0 (keep for ever) or more, batch_size 1 or more")
+    for key in ("omnimessages_days", "inbound_days", "webhooks_days"):
+        if getattr(kept, key) < 0:
+            raise _invalid("retention", key, "must be 0 (keep for ever) or more")
+    if kept.batch_size < 1:
+        raise _invalid("retention", "batch_size", "must be 1 or more")
+    if settings.log_level.lower() not in LOG_LEVELS:
+        raise _invalid(None, "log_level", f"must be one of {', '.join(LOG_LEVELS)}, not "
+                       f"{settings.log_level!r}")
+    if not 0 <= settings.port <= 65535:
+        raise _invalid(None, "port", f"must be from 1 to 65535, not {settings.port}")
+    if settings.public_url and (problem := url_problem(settings.public_url)) is not None:
+        raise _invalid(None, "public_url", "must be the http or https URL that clients and "
+                       f"upstreams reach the gateway at, e.g. https://sms.example.com ({problem})")
+    if settings.log_format not in {"text", "json"}:
+        raise ConfigError(f"log_format must be 'text' or 'json', not {settings.log_format!r}")
     if settings.mode not in {"development", "production"}:
-        raise ConfigError("mode must be 'development' or 'production'")
+        raise _invalid(None, "mode", f"must be 'development' or 'production', not "
+                       f"{settings.mode!r}")
     if not settings.database_url.startswith(("sqlite://", "postgresql://", "postgresql+psycopg://")):
-        raise ConfigError("database_url must be sqlite:///PATH or postgresql://...")
+        # Not echoed: the URL may hold a password.
+        raise _invalid(None, "database_url", "must be sqlite:///PATH or "
+                       "postgresql://USER:PASSWORD@HOST:PORT/DATABASE")
     if settings.is_production and settings.secret_key == DEV_SECRET_KEY:
-        raise ConfigError(
-            "secret_key is required in production (set OMNIRELAY_SECRET_KEY to a long random "
-            "string; it encrypts the stored credentials)"
-        )
+        raise _invalid(None, "secret_key", "required in production (set OMNIRELAY_SECRET_KEY to "
+                       "a long random string; it encrypts the stored credentials)")
     if len(settings.secret_key) < 16:
-        raise ConfigError("secret_key must be at least 16 characters")
+        raise _invalid(None, "secret_key", "must be at least 16 characters")
     if settings.database_timeout <= 0:
-        raise ConfigError("database_timeout must be a positive number of seconds")
-    if settings.engine.batch_size < 1 or settings.webhooks.max_tries < 1:
-        raise ConfigError("engine.batch_size and webhooks.max_tries must be positive")
+        raise _invalid(None, "database_timeout", "must be a positive number of seconds")
+    if settings.engine.batch_size < 1:
+        raise _invalid("engine", "batch_size", "must be 1 or more")
+    if settings.webhooks.max_tries < 1:
+        raise _invalid("webhooks", "max_tries", "must be 1 or more")
     try:
         DestinationPolicy.build(settings.webhooks.allowed_destinations, allow_loopback=False)
     except ValueError as exc:
-        raise ConfigError(f"webhooks.allowed_destinations: {exc}") from None
+        raise _invalid("webhooks", "allowed_destinations", str(exc)) from None
     if settings.engine.receipt_match_window <= 0:
-        raise ConfigError("engine.receipt_match_window must be a positive number of seconds")
+        raise _invalid("engine", "receipt_match_window", "must be a positive number of seconds")
     # The API's own maximum for validity/ttl, so that no deadline can overflow.
     if not 1 <= settings.engine.default_validity_seconds <= 30 * 86400:
-        raise ConfigError("engine.default_validity_seconds must be from 1 to 2592000 (30 days)")
+        raise _invalid("engine", "default_validity_seconds",
+                       "must be from 1 to 2592000 (30 days)")
     bounds = settings.server
-    if min(bounds.max_request_line_bytes, bounds.max_header_bytes, bounds.max_headers,
-           bounds.max_connections) < 1 or min(bounds.request_timeout,
-                                              bounds.keep_alive_timeout) <= 0:
-        raise ConfigError("every [server] limit must be positive")
+    for key in ("max_request_line_bytes", "max_header_bytes", "max_headers", "max_connections",
+                "request_timeout", "keep_alive_timeout"):
+        if getattr(bounds, key) <= 0:
+            raise _invalid("server", key, "must be positive")

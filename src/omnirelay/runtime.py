@@ -114,8 +114,9 @@ class Runtime:
             kind = self.settings.providers.get(name, {}).get("type", name)
             factory = factories.get(kind)
             if factory is None:
-                raise ConfigError(f"provider {name!r}: unknown type {kind!r} "
-                                  f"(known: {', '.join(sorted(factories))})")
+                raise ConfigError(f"[providers.{name}] type: unknown provider type {kind!r} "
+                                  f"(known: {', '.join(sorted(factories))})",
+                                  section=f"providers.{name}", key="type")
             providers[name] = factory(self.settings.providers.get(name, {}), self.settings, name)
         return providers
 
@@ -140,8 +141,8 @@ class Runtime:
 
     # lifecycle -----------------------------------------------------------------------------
 
-    def migrate(self) -> None:
-        migrate.upgrade(self.db)
+    def migrate(self) -> migrate.Upgrade:
+        return migrate.upgrade(self.db)
 
     async def start(self, *, workers: bool = True) -> None:
         for provider in self.providers.values():

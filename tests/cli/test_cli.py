@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from typing import Any
 
 import httpx
 
+import omnirelay
 from tests.processes import cli, create_account_cli, start_gateway, write_config
 from tests.support import WebhookReceiver, wait_until
 
@@ -115,6 +117,20 @@ def test_account_replacement_table_drives_autoconvert_and_smart_encoding(tmp_pat
         process.wait(10)
 
 
+def test_version_and_shell_completion() -> None:
+    version = subprocess.run([sys.executable, "-m", "omnirelay.cli", "--version"],
+                             capture_output=True, text=True, timeout=60, check=True)
+    assert version.stdout == f"omnirelay {omnirelay.__version__}\n"
+    script = Path(sys.executable).with_name("omnirelay")
+    completion = subprocess.run([str(script), "--show-completion", "bash"], capture_output=True,
+                                text=True, timeout=60, check=True)
+    assert "_OMNIRELAY_COMPLETE" in completion.stdout
+    words = subprocess.run([str(script)], capture_output=True, text=True, timeout=60,
+                           check=False, env={**os.environ, "_OMNIRELAY_COMPLETE": "complete_bash",
+                                             "COMP_WORDS": "omnirelay acc", "COMP_CWORD": "1"})
+    assert words.stdout.split() == ["account"]
+
+
 def test_a_shared_port_answers_without_waiting_for_delayed_acks() -> None:
     """serve --reuse-port binds its own socket; uvloop does not set TCP_NODELAY on sockets it did
     not bind, so the listener carries it (accepted sockets inherit it on Linux)."""
@@ -143,14 +159,21 @@ def cli_fails(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_account_show_disable_enable_delete(tmp_path: Path) -> None:
     config = write_config(tmp_path / "omnirelay.toml", f"sqlite:///{tmp_path}/cli.db")
-    create_account_cli(config, "shop", "--inbound-number", "+37255500001")
-    shown = json.loads(cli(config, "account", "show", "shop"))
+    created = create_account_cli(config, "shop", "--inbound-number", "+37255500001",
+                                 "--dlr-url", "https://hooks.example.com/" + "d" * 300)
+    shown = json.loads(cli(config, "account", "show", "shop", "--json"))
     assert (shown["state"], shown["inbound_numbers"]) == ("active", ["+37255500001"])
-    assert "api_password" not in shown
+    # The whole account: every credential, the URLs uncut.
+    assert {k: shown[k] for k in created} == created
+    text = cli(config, "account", "show", "shop")
+    assert f"api_password         {created['api_password']}\n" in text
+    assert f"dlr_url              {created['dlr_url']}\n" in text
+    listed = json.loads(cli(config, "account", "list", "--json"))
+    assert listed[0]["dlr_url"] == created["dlr_url"]
     cli(config, "account", "disable", "shop")
-    assert json.loads(cli(config, "account", "show", "shop"))["state"] == "disabled"
+    assert json.loads(cli(config, "account", "show", "shop", "--json"))["state"] == "disabled"
     cli(config, "account", "enable", "shop")
-    assert json.loads(cli(config, "account", "show", "shop"))["state"] == "active"
+    assert json.loads(cli(config, "account", "show", "shop", "--json"))["state"] == "active"
     cli(config, "account", "delete", "shop", "--yes")
     missing = cli_fails(config, "account", "show", "shop")
     assert missing.returncode == 1

@@ -38,14 +38,24 @@ def test_omnirelay_toml_in_the_working_directory_is_read(tmp_path: Path,
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("prot = 1\n", "unknown setting 'prot'"),
-    ("port = 'eighty'\n", "port must be int"),
-    ("[engine]\nbatch = 1\n", "[engine]: unknown setting(s) batch"),
-    ("mode = 'production'\n", "secret_key is required in production"),
-    ("database_url = 'mysql://x'\n", "database_url must be"),
-    ("[channels]\nsms = 'smpp'\n", "there is no [providers.smpp]"),
-    ("[channels]\nfax = 'sandbox'\n", "unknown channel(s) fax"),
-    ("port = \n", "configuration file"),
+    ("prot = 1\n", "bad.toml: prot: unknown setting; did you mean port?"),
+    ("port = 'eighty'\n", "bad.toml: port: must be an integer, not 'eighty'"),
+    ("[engine]\nbatch = 1\n", "[engine] batch: unknown setting; did you mean batch_size?"),
+    ("[engine]\nzzz = 1\n", "[engine] zzz: unknown setting (known: batch_size, "),
+    ("[engin]\nbatch_size = 1\n", "[engin]: unknown section; did you mean [engine]?"),
+    ("[engine]\nport = 1\n", "[engine] port: unknown setting; port is a top-level setting"),
+    ("[webhooks]\nmax_tries = 0\n", "[webhooks] max_tries: must be 1 or more"),
+    ("[server]\nmax_headers = 0\n", "[server] max_headers: must be positive"),
+    ("[retention]\ninbound_days = -1\n", "[retention] inbound_days: must be 0"),
+    ("mode = 'production'\n", "secret_key: required in production"),
+    ("database_url = 'mysql://u:hunter2@x/db'\n", "database_url: must be sqlite:///PATH"),
+    ("public_url = 'example.com'\n", "public_url: must be the http or https URL"),
+    ("log_level = 'loud'\n", "log_level: must be one of debug, info"),
+    ("[channels]\nsms = 'smpp'\n", "[channels] sms = 'smpp', but there is no [providers.smpp]"),
+    ("[channels]\nfax = 'sandbox'\n", "[channels] fax: unknown channel"),
+    ("[channels]\nsms = 1\n", "[channels] sms: must be a provider's name"),
+    ("[providers]\nsmpp = 1\n", "[providers] smpp: must be a table"),
+    ("port = \n", "bad.toml: not valid TOML"),
 ])
 def test_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
     config = tmp_path / "bad.toml"
@@ -53,6 +63,19 @@ def test_mistakes_are_named(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as error:
         load_settings(config, environ={})
     assert message in str(error.value)
+    assert "hunter2" not in str(error.value)  # a database password is never echoed
+
+
+def test_an_environment_variable_is_named_as_the_place_to_fix(tmp_path: Path) -> None:
+    config = tmp_path / "relay.toml"
+    config.write_text("port = 9000\n")
+    with pytest.raises(ConfigError) as error:
+        load_settings(config, environ={"OMNIRELAY_WEBHOOKS__MAX_TRIE": "3"})
+    assert str(error.value) == ("OMNIRELAY_WEBHOOKS__MAX_TRIE: [webhooks] max_trie: unknown "
+                                "setting; did you mean max_tries?")
+    with pytest.raises(ConfigError) as error:
+        load_settings(config, environ={}, overrides={"port": 70000})
+    assert str(error.value).startswith("--port: port: must be from 1 to 65535")
 
 
 def test_production_with_a_secret_key(tmp_path: Path) -> None:

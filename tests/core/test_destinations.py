@@ -54,7 +54,7 @@ def test_the_allow_list_opens_named_hosts_and_networks_only() -> None:
 @pytest.mark.parametrize("entry", ["http://hooks.example", "10.0.0.0/33", "hooks example",
                                    "", "hooks.example/path"])
 def test_a_bad_allow_list_entry_is_a_configuration_error(entry: str) -> None:
-    with pytest.raises(ConfigError, match=r"webhooks\.allowed_destinations"):
+    with pytest.raises(ConfigError, match=r"\[webhooks\] allowed_destinations"):
         load_settings(None, environ={}, overrides={"webhooks": {"allowed_destinations": [entry]}})
 
 
