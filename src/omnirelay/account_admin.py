@@ -1,6 +1,9 @@
 """What an operator does to accounts, one implementation for the `omnirelay account` commands and
 the operator API (/admin/v1): create, show, change, rotate secrets, disable, enable, delete.
 
+Values are checked here, so the CLI refuses what the API refuses, in the same words: a check
+raises `RequestError` naming the field (`dlr_url`, `default_sender`, `inbound_numbers[0]`).
+
 Every change drops this process's account cache, so a rotated, disabled or deleted credential
 stops working here at once; other processes see it within the cache's few seconds.
 """
@@ -12,6 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from omnirelay.core import secrets
+from omnirelay.core import validation as v
+from omnirelay.core.omnimessage import parse_phone_number
+from omnirelay.core.senders import sms_sender
 from omnirelay.core.timefmt import utcnow
 from omnirelay.runtime import Runtime
 from omnirelay.store.queries import Account
@@ -41,6 +47,42 @@ class AccountChanges:
     inbound_numbers: Sequence[str] | None = None
     replacements: dict[str, str] | None = None
     reset_replacements: bool = False  # back to the built-in look-alike table
+
+
+MAX_NAME = 100
+MIN_PASSWORD = 12
+MAX_INBOUND_NUMBERS = 100
+
+
+def check_name(value: Any) -> str:
+    return v.string(value, "name", min_length=1, max_length=MAX_NAME)
+
+
+def check_password(value: Any) -> str:
+    return v.string(value, "password", min_length=MIN_PASSWORD, max_length=100)
+
+
+def check_sender(value: Any) -> str:
+    """The default sender of every message that names none, SMS included: so it must be what an
+    SMS can carry (a longer Viber or Telegram name goes in each message's `sender`)."""
+    return sms_sender(value, "default_sender")
+
+
+def check_url(value: Any, path: str) -> str:
+    # Both are URLs the gateway calls, stored and logged with every report: no user:password@.
+    return v.url(value, path, callback=True)
+
+
+def check_inbound_numbers(value: Any) -> list[str]:
+    # A tuple from Python callers; anything else that is not a JSON array (a string) is refused.
+    return v.array(list(value) if isinstance(value, tuple) else value, "inbound_numbers",
+                   _inbound_number, max_items=MAX_INBOUND_NUMBERS)
+
+
+def _inbound_number(value: Any, path: str) -> str:
+    """A phone number (stored as E.164) or a short code / bot id as given."""
+    text = v.string(value, path, min_length=1, max_length=64)
+    return parse_phone_number(text, path) if text.startswith("+") else text
 
 
 def credentials(account: Account) -> dict[str, str | int | None]:
@@ -73,6 +115,12 @@ async def create_account(runtime: Runtime, name: str, *, password: str | None = 
                          sender: str = "omnirelay", dlr_url: str | None = None,
                          inbound_url: str | None = None,
                          inbound_numbers: Sequence[str] = ()) -> Account:
+    name = check_name(name)
+    password = None if password is None else check_password(password)
+    sender = check_sender(sender)
+    dlr_url = None if dlr_url is None else check_url(dlr_url, "dlr_url")
+    inbound_url = None if inbound_url is None else check_url(inbound_url, "inbound_url")
+    numbers = check_inbound_numbers(inbound_numbers)
     if await runtime.store.account_by_name(name) is not None:
         raise OperatorError("conflict", f"an account named {name!r} exists already")
     account = await runtime.store.create_account(
@@ -83,8 +131,8 @@ async def create_account(runtime: Runtime, name: str, *, password: str | None = 
         inbound_secret=secrets.new_password(), default_sender=sender, now=utcnow(),
         dlr_url=dlr_url, inbound_url=inbound_url,
     )
-    if inbound_numbers:
-        await runtime.store.set_inbound_numbers(account.id, inbound_numbers)
+    if numbers:
+        await runtime.store.set_inbound_numbers(account.id, numbers)
     return account
 
 
@@ -100,22 +148,35 @@ async def show_account(runtime: Runtime, name: str) -> dict[str, Any]:
     return summary(account, await runtime.store.inbound_numbers_of(account.id))
 
 
+async def account_details(runtime: Runtime, name: str) -> dict[str, Any]:
+    """The whole account, secrets included: what `omnirelay account show` prints (whoever runs
+    the CLI holds the database and the secret key, and so every secret, already)."""
+    account = await find_account(runtime, name)
+    return {**credentials(account),
+            **summary(account, await runtime.store.inbound_numbers_of(account.id))}
+
+
 async def list_accounts(runtime: Runtime) -> list[dict[str, Any]]:
     return [summary(a, await runtime.store.inbound_numbers_of(a.id))
             for a in await runtime.store.list_accounts()]
 
 
 async def change_account(runtime: Runtime, name: str, changes: AccountChanges) -> Account:
+    values: dict[str, Any] = {}
+    if changes.default_sender is not None:
+        values["default_sender"] = check_sender(changes.default_sender)
+    for key, url in (("dlr_url", changes.dlr_url), ("inbound_url", changes.inbound_url)):
+        if url is not None:
+            values[key] = check_url(url, key)
+    numbers = (None if changes.inbound_numbers is None
+               else check_inbound_numbers(changes.inbound_numbers))
     account = await find_account(runtime, name)
-    values: dict[str, Any] = {k: v for k, v in {
-        "default_sender": changes.default_sender, "dlr_url": changes.dlr_url,
-        "inbound_url": changes.inbound_url}.items() if v is not None}
     if changes.replacements is not None or changes.reset_replacements:
         values["replacements"] = changes.replacements
     if values:
         account = await runtime.store.update_account(account.id, **values)
-    if changes.inbound_numbers is not None:
-        await runtime.store.set_inbound_numbers(account.id, changes.inbound_numbers)
+    if numbers is not None:
+        await runtime.store.set_inbound_numbers(account.id, numbers)
     runtime.accounts.forget()
     return account
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import phonenumbers
 
+from omnirelay.core import senders
 from omnirelay.core import validation as v
 from omnirelay.core.sms import content_options, count_segments
 from omnirelay.core.timefmt import EARLIEST, LATEST, parse_iso8601
@@ -23,7 +24,7 @@ from omnirelay.core.timefmt import EARLIEST, LATEST, parse_iso8601
 PRIORITIES = {"high": 0, "regular": 1, "low": 2}
 TEXT_STORES = ("plaintext", "sha256", "nostore")
 AUTOCONVERT = {"on": "on", "off": "off", "full": "full", "true": "on", "false": "off"}
-MAX_SENDER_LENGTH = 64
+MAX_SENDER_LENGTH = senders.MAX_SENDER_LENGTH
 MAX_PHONE_LENGTH = 32  # with spaces; E.164 itself has at most 15 digits
 
 _COMMON = ("channel", "sender", "validity", "ttl")
@@ -181,8 +182,8 @@ def _parse_variant(value: Any, path: str) -> Variant:
     data = v.fields(body, path, (*_COMMON, *extra))
     sender = None
     if "sender" in data:
-        sender = v.string(data["sender"], v.join(path, "sender"), min_length=1,
-                          max_length=MAX_SENDER_LENGTH)
+        check = senders.sms_sender if channel == "sms" else senders.sender
+        sender = check(data["sender"], v.join(path, "sender"))
     if channel == "rcs" and sender is None:
         raise v.Missing(v.join(path, "sender"), f"{v.join(path, 'sender')} is required for rcs")
     validity_seconds = _validity(data, path)
