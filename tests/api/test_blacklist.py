@@ -113,6 +113,12 @@ def test_a_blacklisted_recipient_is_accepted_and_every_attempt_rejected(
     report = httpx.get(f"{server.base_url}/v1/omnimessage/{refused.omnimessage_id}/status",
                        auth=(account.api_username, account.api_password)).json()
     assert_matches(report, "DeliveryReportResponse")
+    history = httpx.get(f"{server.base_url}/v1/omnimessage/{refused.omnimessage_id}",
+                        auth=(account.api_username, account.api_password)).json()
+    assert [[(e["event"], e["source"], e["status"]) for e in a["timeline"]
+             if e["event"] == "status"] for a in history["attempts"]] == \
+        [[("status", "blacklist", "REJECTD")]] * 2
+    assert [a["sent_at"] for a in history["attempts"]] == [None, None]  # never submitted
     # Each attempt's delivery report says so too.
     reports = [r.json() for r in receiver.wait_for(2)]
     assert [(r["channel"], r["status"], r["err"]) for r in reports] == \
