@@ -333,3 +333,14 @@ def test_twilio_resources_carry_the_price(server: LiveServer, account: Account) 
 
     fetched = wait_until(priced)
     assert (fetched.price, fetched.price_unit) == ("-0.04", "EUR")
+
+    credit(server, account, 30_000)  # less than one message
+    refused = client.messages.create(to=EE, from_="+37255500000", body="hello")
+
+    def failed() -> Any:
+        fetched = client.messages(refused.sid).fetch()
+        return fetched if fetched.status == "failed" else None
+
+    fetched = wait_until(failed)
+    assert (fetched.error_code, fetched.price, fetched.price_unit) == (30002, None, "EUR")
+    assert balance(server, account) == "OK 0.03"
