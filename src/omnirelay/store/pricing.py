@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
 
 from omnirelay.core.pricing import PriceRow, country_of, effective, part_price, parts_of
 from omnirelay.store.database import Database
@@ -216,4 +216,4 @@ class Pricing:
         await self.db.write(work)
 
 
-__all__ = ["ChargeItem", "Pricing", "Settlement", "and_", "charge", "settle"]
+__all__ = ["ChargeItem", "Pricing", "Settlement", "charge", "settle"]
