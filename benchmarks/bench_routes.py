@@ -6,6 +6,7 @@ is the middleware, routing and the handler with whatever it does.
 
     python benchmarks/bench_routes.py                     # 1000 requests per case, 3 rounds
     python benchmarks/bench_routes.py --n 3000 --rounds 5 --only send-401,status-404
+    python benchmarks/bench_routes.py --access-log        # what the access log costs
 
 Cases:
   send          POST /v1/omnimessage, 201: one group-committed SQLite write each (fsync)
@@ -41,6 +42,7 @@ from omnirelay.app import create_app
 from omnirelay.config import load_settings
 from omnirelay.core import secrets
 from omnirelay.core.timefmt import utcnow
+from omnirelay.logs import configure
 from omnirelay.runtime import Runtime
 
 Message = MutableMapping[str, Any]
@@ -116,9 +118,12 @@ async def run_case(app: ASGIApp, case: Case, n: int, rounds: int, warmup: int) -
     return timings
 
 
-async def build(directory: Path) -> tuple[Runtime, ASGIApp]:
+async def build(directory: Path, access_log: bool = False) -> tuple[Runtime, ASGIApp]:
     settings = load_settings(None, environ={},
-                             overrides={"database_url": f"sqlite:///{directory}/bench.db"})
+                             overrides={"database_url": f"sqlite:///{directory}/bench.db",
+                                        "access_log": access_log})
+    if access_log:  # the lines are written, as in production, to a file
+        configure("info", "text", open(directory / "access.log", "w"))  # noqa: SIM115
     runtime = Runtime(settings)
     runtime.migrate()
     await runtime.store.create_account(
@@ -148,7 +153,7 @@ def cases(stored_id: str) -> list[Case]:
 
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-routes-") as tmp:
-        runtime, app = await build(Path(tmp))
+        runtime, app = await build(Path(tmp), args.access_log)
         try:
             status, answer = await request(app, scope_for(SEND), SEND.body)
             assert status == 201, answer
@@ -174,6 +179,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per case")
     parser.add_argument("--warmup", type=int, default=100, help="untimed requests per case")
     parser.add_argument("--only", default="", help="comma-separated case names")
+    parser.add_argument("--access-log", action="store_true",
+                        help="with access_log = true, the lines written to a file")
     return parser.parse_args()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -15,8 +16,8 @@ from starlette.responses import Response
 from starlette.routing import Match, Mount, Router
 from starlette.types import Message, Receive, Scope, Send
 
-from omnirelay import __version__
-from omnirelay.api import admin, history, messente, routing, twilio
+from omnirelay import __version__, logs
+from omnirelay.api import account_api, admin, docs, history, messente, phonebook, routing, twilio
 from omnirelay.api.errors import error_response
 from omnirelay.channels.base import HasWebhookRoutes
 from omnirelay.runtime import Runtime
@@ -48,11 +49,33 @@ class Gateway(FastAPI):
 
     fast_routes_by_method: dict[str, list[routing.LeanRoute]]
     fast_errors: list[tuple[type[Exception], ErrorHandler]]
+    # [access_log]: off costs one attribute test per request.
+    access_log: bool = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await super().__call__(scope, receive, send)
-            return
+        elif self.access_log:
+            await self._logged(scope, receive, send)
+        else:
+            await self._serve(scope, receive, send)
+
+    async def _logged(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        status = 500  # uvicorn's answer when the app fails before it answered
+
+        async def recording(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self._serve(scope, receive, recording)
+        finally:
+            logs.log_access(scope, status, time.perf_counter() - started)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Only routes of this method can match in full; a path that matches a route of another
         # method goes on to FastAPI, which answers 405 in the surface's format.
         for route in self.fast_routes_by_method.get(scope["method"], ()):
@@ -60,6 +83,7 @@ class Gateway(FastAPI):
             if match is Match.FULL:
                 scope.update(child)
                 scope["app"] = self
+                scope["route"] = route  # as Starlette's router notes it (the access log's path)
                 response = await self._answer(route, Request(scope, receive))
                 await response(scope, receive, send)
                 return
@@ -124,16 +148,22 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool =
                     "Omnichannel API (under /v1, and at / for SDKs configured without /v1) and "
                     "Twilio's Messages API (under /2010-04-01).",
         lifespan=lifespan,
+        docs_url=None,  # served by api/docs.py, from local assets
+        redoc_url=None,
     )
+    app.access_log = runtime.settings.access_log
     app.state.runtime = runtime
     app.state.error_formatters = []
     app.router.routes.extend(messente.build_routes("/v1"))
     app.router.routes.extend(messente.build_routes(include_in_schema=False))
     app.router.routes.extend(history.build_routes("/v1"))
+    app.router.routes.extend(account_api.build_routes())  # statistics, balance, pricing
+    phonebook.install(app)  # under /v1 and at /, errors in the Phonebook's format
     if runtime.settings.admin.token:  # without one there is no operator API at all: 404
         app.router.routes.extend(admin.build_routes())
     twilio.install(app, runtime)
     routing.document(app)  # the surfaces are Starlette routes, which FastAPI does not document
+    docs.install(app)
 
     for name, provider in runtime.providers.items():
         if hasattr(provider, "routes"):
@@ -165,7 +195,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool =
     async def store_unavailable(request: Request, exc: StoreUnavailable) -> Response:
         # One line, no traceback: the supervised loops report the outage in detail already.
         log.warning("%s %s: database unavailable (%s); answered 503", request.method,
-                    request.url.path, exc)
+                    logs.route_template(request.scope) or "-", exc)
         surface = "twilio" if request.url.path.startswith("/2010-04-01") else "messente"
         runtime.metrics.store_unavailable.labels(surface).inc()
         response = formatter_for(request)(
@@ -175,7 +205,9 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool =
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        # The route's template, not the path: a path can carry a phone number.
+        log.exception("unhandled error on %s %s", request.method,
+                      logs.route_template(request.scope) or "-")
         return formatter_for(request)(request, 500, "internal error; nothing was stored")
 
     @app.get("/health", include_in_schema=False)

@@ -184,10 +184,12 @@ def protocol_class(bounds: ServerSettings, refusal: Refusal = plain_refusal
 
 def uvicorn_config(app: Any, bounds: ServerSettings, *, host: str, port: int,
                    refusal: Refusal = plain_refusal, **options: Any) -> uvicorn.Config:
-    """The server's settings for `app`; the same in `serve` and in the tests."""
+    """The server's settings for `app`; the same in `serve` and in the tests. uvicorn's own
+    logging config is left out: its loggers propagate to the root logger, which
+    omnirelay.logs.configure sets up, so its lines have the format of all the others."""
     return uvicorn.Config(
         app, host=host, port=port, http=protocol_class(bounds, refusal),
         timeout_keep_alive=bounds.keep_alive_timeout,
         # uvicorn counts the connection being served: N lets N - 1 others be open.
         limit_concurrency=bounds.max_connections + 1,
-        server_header=False, **options)
+        server_header=False, **{"log_config": None, **options})

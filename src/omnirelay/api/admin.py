@@ -17,12 +17,19 @@ from omnirelay import account_admin as ops
 from omnirelay.api import history
 from omnirelay.api.errors import error_response
 from omnirelay.api.messente import json_response, runtime_of
+from omnirelay.api.openapi import (
+    OPERATOR_BEARER,
+    OPERATOR_REFUSED,
+    answer,
+    json_content,
+    messente_errors,
+)
 from omnirelay.api.requests import BodyError, read_json
 from omnirelay.api.routing import LeanRoute, Routes
 from omnirelay.core import validation as v
-from omnirelay.core.omnimessage import parse_phone_number
 from omnirelay.core.secrets import same_secret
 from omnirelay.core.validation import RequestError
+from omnirelay.logs import ACCOUNT_KEY, OPERATOR
 
 PREFIX = "/admin/v1"
 OWNERLESS = "none"  # ?account=none: inbound that no account owns
@@ -31,7 +38,7 @@ _STATUS = {"not_found": 404, "conflict": 409, "invalid": 400}
 
 
 def refused() -> Response:
-    return error_response("103", "a valid operator token is required (Authorization: Bearer)",
+    return error_response("103", OPERATOR_REFUSED,
                           headers={"WWW-Authenticate": 'Bearer realm="omnirelay-admin"'})
 
 
@@ -40,7 +47,10 @@ def is_operator(request: Request) -> bool:
     header = request.headers.get("authorization", "")
     given = header[7:].strip() if header[:7].lower() == "bearer " else ""
     # Compared even when nothing was given, so a missing header costs what a wrong one does.
-    return same_secret(given, token) and bool(given)
+    if same_secret(given, token) and bool(given):
+        request.scope[ACCOUNT_KEY] = OPERATOR  # for the access log
+        return True
+    return False
 
 
 async def operator_scope(request: Request, listing: bool) -> history.Scope | Response:
@@ -66,31 +76,111 @@ def _failed(exc: ops.OperatorError) -> Response:
 
 
 def _account_fields(body: Any, *, creating: bool) -> dict[str, Any]:
+    """The body's fields; their values are checked by account_admin, as for the CLI."""
     names = ("default_sender", "dlr_url", "inbound_url", "inbound_numbers")
     data = v.fields(v.obj(body, ""), "", ("name", "password", *names) if creating else names)
-    values: dict[str, Any] = {}
     if creating:
-        values["name"] = v.string(v.required(data, "name", ""), "name", min_length=1,
-                                  max_length=100)
-        if "password" in data:
-            values["password"] = v.string(data["password"], "password", min_length=12,
-                                          max_length=100)
-    if "default_sender" in data:
-        values["default_sender"] = v.string(data["default_sender"], "default_sender",
-                                            min_length=1, max_length=64)
-    for key in ("dlr_url", "inbound_url"):
-        if key in data:
-            values[key] = v.url(data[key], key)
-    if "inbound_numbers" in data:
-        values["inbound_numbers"] = v.array(data["inbound_numbers"], "inbound_numbers",
-                                            _inbound_number, max_items=100)
-    return values
+        v.required(data, "name", "")
+    return data
 
 
-def _inbound_number(value: Any, path: str) -> str:
-    """A phone number (stored as E.164) or a short code / bot id as given."""
-    text = v.string(value, path, min_length=1, max_length=64)
-    return parse_phone_number(text, path) if text.startswith("+") else text
+_NULLABLE_URL = {"type": ["string", "null"], "format": "uri"}
+_SUMMARY: dict[str, Any] = {
+    "type": "object", "title": "Account",
+    "required": ["name", "state", "api_username", "twilio_account_sid", "default_sender",
+                 "dlr_url", "inbound_url", "inbound_numbers", "created"],
+    "properties": {
+        "name": {"type": "string"}, "state": {"type": "string", "enum": ["active", "disabled"]},
+        "api_username": {"type": "string"}, "twilio_account_sid": {"type": "string"},
+        "default_sender": {"type": "string"}, "dlr_url": _NULLABLE_URL,
+        "inbound_url": _NULLABLE_URL,
+        "inbound_numbers": {"type": "array", "items": {"type": "string"}},
+        "created": {"type": "string", "format": "date-time"}}}
+_SUMMARY_EXAMPLE: dict[str, Any] = {
+    "name": "acme", "state": "active", "api_username": "u-3f9a1c2b7d",
+    "twilio_account_sid": "AC00000000000000000000000000000000", "default_sender": "Acme",
+    "dlr_url": None, "inbound_url": "https://acme.example/inbound",
+    "inbound_numbers": ["+37251234567"], "created": "2026-01-02T03:04:05.678901Z"}
+_CREDENTIALS: dict[str, Any] = {
+    "type": "object", "title": "Credentials",
+    "required": ["name", "api_username", "api_password", "twilio_account_sid",
+                 "twilio_auth_token", "inbound_secret", "default_sender", "dlr_url",
+                 "inbound_url"],
+    "properties": {
+        **{key: {"type": "string"} for key in (
+            "name", "api_username", "api_password", "twilio_account_sid",
+            "twilio_auth_token", "inbound_secret", "default_sender")},
+        "dlr_url": _NULLABLE_URL, "inbound_url": _NULLABLE_URL}}
+_CREDENTIALS_EXAMPLE: dict[str, Any] = {
+    "name": "acme", "api_username": "u-3f9a1c2b7d", "api_password": "<shown once>",
+    "twilio_account_sid": "AC00000000000000000000000000000000",
+    "twilio_auth_token": "<shown once>", "inbound_secret": "<shown once>",
+    "default_sender": "Acme", "dlr_url": None, "inbound_url": None}
+_FIELDS: dict[str, Any] = {
+    "default_sender": {"type": "string", "minLength": 1, "maxLength": 64},
+    "dlr_url": {"type": "string", "format": "uri"},
+    "inbound_url": {"type": "string", "format": "uri"},
+    "inbound_numbers": {"type": "array", "maxItems": 100, "items": {
+        "type": "string", "minLength": 1, "maxLength": 64,
+        "description": "an E.164 number, a short code or a bot id"}}}
+
+
+def _doc(responses: dict[str, Any], request: dict[str, Any] | None = None,
+         example: Any = None, *, body_required: bool = True) -> dict[str, Any]:
+    doc: dict[str, Any] = {"security": [{OPERATOR_BEARER: []}], "responses": responses}
+    if request is not None:
+        doc["requestBody"] = {"required": body_required,
+                              "content": json_content(request, example)}
+    return doc
+
+
+def _errors(*statuses: int, invalid: tuple[str, str, str | None] | None = None) -> dict[str, Any]:
+    return messente_errors(*statuses, invalid=invalid, operator=True,
+                           missing="no account named 'acme'")
+
+
+_NO_BODY: dict[str, Any] = {"type": "object", "description": "nothing needed; a body is ignored"}
+_LIST_DOC = _doc({"200": answer("Every account, without secrets", {
+    "type": "object", "required": ["accounts"],
+    "properties": {"accounts": {"type": "array", "items": _SUMMARY}}},
+    {"accounts": [_SUMMARY_EXAMPLE]}), **_errors(401, 503)})
+_CREATE_DOC = _doc(
+    {"201": answer("Created; the credentials are shown this once", _CREDENTIALS,
+                   _CREDENTIALS_EXAMPLE), **_errors(400, 401, 409, 503, invalid=(
+                       "106", "name is required", "name"))},
+    {"type": "object", "required": ["name"], "additionalProperties": False,
+     "properties": {"name": {"type": "string", "minLength": 1, "maxLength": 100},
+                    "password": {"type": "string", "minLength": 12, "maxLength": 100,
+                                 "description": "the API password; generated when omitted"},
+                    **_FIELDS}},
+    {"name": "acme", "default_sender": "Acme", "inbound_numbers": ["+37251234567"]})
+_SHOW_DOC = _doc({"200": answer("The account, without secrets", _SUMMARY, _SUMMARY_EXAMPLE),
+                  **_errors(401, 404, 503)})
+_CHANGE_DOC = _doc(
+    {"200": answer("The account as changed", _SUMMARY, _SUMMARY_EXAMPLE),
+     **_errors(400, 401, 404, 503, invalid=("105", "dlr_url must be an http or https URL",
+                                            "dlr_url"))},
+    {"type": "object", "additionalProperties": False, "properties": _FIELDS},
+    {"inbound_url": "https://acme.example/inbound"})
+_ROTATE_DOC = _doc(
+    {"200": answer("The new credentials, shown this once", _CREDENTIALS, _CREDENTIALS_EXAMPLE),
+     **_errors(400, 401, 404, 503, invalid=("105", "what must be one of all, api-password, "
+                                                   "twilio-token, inbound-secret", "what"))},
+    {"type": "object", "additionalProperties": False,
+     "properties": {"what": {"type": "string", "enum": list(ops.ROTATION_CHOICES),
+                             "default": "all"}}},
+    {"what": "api-password"}, body_required=False)
+_STATE_DOC = _doc({"200": answer("The account's new state", _SUMMARY, _SUMMARY_EXAMPLE),
+                   **_errors(401, 404, 503)}, _NO_BODY, {}, body_required=False)
+_DELETE_DOC = _doc({"204": {"description": "Deleted"}, **_errors(401, 404, 503)})
+_CONNECTORS_DOC = _doc({"200": answer("The readiness report: database, loops, connectors", {
+    "type": "object", "required": ["ready", "database", "tasks", "connectors"],
+    "properties": {"ready": {"type": "boolean"}, "database": {"type": "object"},
+                   "failing": {"type": "array", "items": {"type": "string"}},
+                   "tasks": {"type": "object"}, "connectors": {"type": "object"}}},
+    {"ready": True, "database": {"ok": True, "seconds": 0.002}, "failing": [],
+     "tasks": {"dispatcher": {"state": "running", "restarts": 0}}, "connectors": {}}),
+    **_errors(401)})
 
 
 def build_routes() -> list[LeanRoute]:
@@ -99,14 +189,16 @@ def build_routes() -> list[LeanRoute]:
     async def body_of(request: Request) -> Any:
         return await read_json(request, runtime_of(request).settings.max_body_bytes)
 
-    @routes.operation("GET", "/accounts", summary="List accounts (no secrets)")
+    @routes.operation("GET", "/accounts", summary="List accounts (no secrets)",
+                      openapi_extra=_LIST_DOC)
     async def list_accounts(request: Request) -> Response:
         if not is_operator(request):
             return refused()
         return json_response(200, {"accounts": await ops.list_accounts(runtime_of(request))})
 
     @routes.operation("POST", "/accounts", status_code=201,
-                      summary="Create an account; its credentials are shown this once")
+                      summary="Create an account; its credentials are shown this once",
+                      openapi_extra=_CREATE_DOC)
     async def create(request: Request) -> Response:
         if not is_operator(request):
             return refused()
@@ -126,7 +218,8 @@ def build_routes() -> list[LeanRoute]:
             return _failed(exc)
         return json_response(201, ops.credentials(account))
 
-    @routes.operation("GET", "/accounts/{name}", summary="One account (no secrets)")
+    @routes.operation("GET", "/accounts/{name}", summary="One account (no secrets)",
+                      openapi_extra=_SHOW_DOC)
     async def show(request: Request) -> Response:
         if not is_operator(request):
             return refused()
@@ -137,7 +230,8 @@ def build_routes() -> list[LeanRoute]:
         return json_response(200, shown)
 
     @routes.operation("PATCH", "/accounts/{name}",
-                      summary="Change an account's sender, URLs or inbound numbers")
+                      summary="Change an account's sender, URLs or inbound numbers",
+                      openapi_extra=_CHANGE_DOC)
     async def change(request: Request) -> Response:
         if not is_operator(request):
             return refused()
@@ -157,7 +251,8 @@ def build_routes() -> list[LeanRoute]:
 
     @routes.operation("POST", "/accounts/{name}/rotate",
                       summary="Replace secrets: {\"what\": \"all\" | \"api-password\" | "
-                              "\"twilio-token\" | \"inbound-secret\"}")
+                              "\"twilio-token\" | \"inbound-secret\"}",
+                      openapi_extra=_ROTATE_DOC)
     async def rotate(request: Request) -> Response:
         if not is_operator(request):
             return refused()
@@ -188,11 +283,13 @@ def build_routes() -> list[LeanRoute]:
             return json_response(200, ops.summary(account))
 
         routes.operation("POST", f"/accounts/{{name}}/{verb}",
-                         summary=f"{verb.capitalize()} an account's credentials")(set_state)
+                         summary=f"{verb.capitalize()} an account's credentials",
+                         openapi_extra=_STATE_DOC)(set_state)
 
     @routes.operation("DELETE", "/accounts/{name}", status_code=204,
                       summary="Delete an account: its credentials stop working at once; its "
-                              "messages are kept until [retention] purges them")
+                              "messages are kept until [retention] purges them",
+                      openapi_extra=_DELETE_DOC)
     async def delete(request: Request) -> Response:
         if not is_operator(request):
             return refused()
@@ -202,11 +299,13 @@ def build_routes() -> list[LeanRoute]:
             return _failed(exc)
         return Response(status_code=204)
 
-    @routes.operation("GET", "/connectors", summary="Upstream connectors and the loops' health")
+    @routes.operation("GET", "/connectors", summary="Upstream connectors and the loops' health",
+                      openapi_extra=_CONNECTORS_DOC)
     async def connectors(request: Request) -> Response:
         if not is_operator(request):
             return refused()
         return json_response(200, await runtime_of(request).readiness())
 
     return [*routes.mount(PREFIX),
-            *history.build_routes(PREFIX, operator_scope, tags=["Operator"], take=("account",))]
+            *history.build_routes(PREFIX, operator_scope, tags=["Operator"], take=("account",),
+                                  operator=True)]

@@ -16,6 +16,17 @@ from starlette.responses import Response
 
 from omnirelay.api.auth import authenticate_api_user
 from omnirelay.api.errors import error_item, error_response, unauthorized
+from omnirelay.api.openapi import (
+    MESSENTE_BASIC,
+    MESSENTE_ERROR,
+    NULLABLE_STRING,
+    UUID,
+    answer,
+    json_content,
+    messente_error,
+    messente_errors,
+    secured,
+)
 from omnirelay.api.requests import BodyError, read_json
 from omnirelay.api.routing import LeanRoute, Routes
 from omnirelay.core.omnimessage import (
@@ -25,37 +36,158 @@ from omnirelay.core.omnimessage import (
     plan_attempts,
     use_replacement_table,
 )
+from omnirelay.core.pricing import price_info
+from omnirelay.core.statuses import Err, Status
 from omnirelay.core.timefmt import messente_timestamp
 from omnirelay.core.validation import RequestError
+from omnirelay.logs import ACCOUNT_KEY
 from omnirelay.runtime import Runtime
 from omnirelay.store.queries import Account, AttemptView, NewAttempt, NewOmnimessage
 
 MAX_BULK = 1000
 SHOWN_STATES = frozenset({"due", "sending", "sent", "done"})
 
+_INTEGER = {"type": "integer"}
+_SENDER = {"type": "string", "minLength": 1, "maxLength": 64,
+           "description": "the account's default sender when omitted"}
+_URL = {"type": "string", "format": "uri", "maxLength": 2048}
+
+
+def _variant(channel: str, content: dict[str, Any], required: tuple[str, ...] = ()
+             ) -> dict[str, Any]:
+    """One channel's entry in `messages`: its content fields and the common ones. Unknown
+    fields are refused (400), so none are allowed here either."""
+    return {"type": "object", "title": channel, "additionalProperties": False,
+            "required": ["channel", *required],
+            "properties": {
+                "channel": {"type": "string", "enum": [channel]},
+                "sender": _SENDER,
+                "validity": {"type": "integer", "minimum": 1, "maximum": 43200,
+                             "description": "minutes the upstream may keep trying"},
+                "ttl": {"type": "integer", "minimum": 1, "maximum": 2592000,
+                        "description": "seconds; instead of validity"},
+                **content}}
+
+
+_OBJECT = {"type": "object"}
+_VARIANTS: list[dict[str, Any]] = [
+    _variant("sms", {"text": {"type": "string", "minLength": 1},
+                     "autoconvert": {"type": "string",
+                                     "enum": ["full", "on", "off", "true", "false"]},
+                     "udh": {"type": "string", "description": "hex"}}, ("text",)),
+    _variant("viber", {"text": {"type": "string"}, "image_url": _URL, "button_url": _URL,
+                       "button_text": {"type": "string"}, "video": _OBJECT,
+                       "template": _OBJECT, "carousel": _OBJECT}),
+    _variant("whatsapp", {kind: _OBJECT for kind in (
+        "template", "text", "image", "video", "audio", "document", "sticker")}),
+    _variant("telegram", {"text": {"type": "string"}, "image_url": _URL,
+                          "document_url": _URL, "audio_url": _URL}),
+    _variant("rcs", {"text": {"type": "string"}, "suggestions": {"type": "array"},
+                     "rich_card": _OBJECT, "content_info": _OBJECT}, ("sender",)),
+]
+_SEND_EXAMPLE = {"to": "+37251234567", "messages": [
+    {"channel": "viber", "sender": "Acme", "text": "Your code is 1234"},
+    {"channel": "sms", "sender": "Acme", "text": "Your code is 1234"}]}
 _OMNIMESSAGE: dict[str, Any] = {
-    "type": "object", "required": ["to", "messages"],
+    "type": "object", "title": "Omnimessage", "required": ["to", "messages"],
+    "additionalProperties": False,
     "properties": {
-        "to": {"type": "string", "example": "+37251234567"},
-        "messages": {"type": "array", "items": {"type": "object"},
-                     "description": "Channel variants in fallback order: sms, viber, "
-                                    "whatsapp, telegram, rcs (Messente's schemas)"},
-        "dlr_url": {"type": "string", "format": "uri", "maxLength": 2048},
+        "to": {"type": "string", "example": "+37251234567",
+               "description": "the recipient, E.164"},
+        "messages": {"type": "array", "minItems": 1, "items": {"anyOf": _VARIANTS},
+                     "description": "Channel variants in fallback order, each channel at most "
+                                    "once: sms, viber, whatsapp, telegram, rcs"},
+        "dlr_url": {**_URL, "description": "where status reports are POSTed"},
         "text_store": {"type": "string", "enum": ["nostore", "plaintext", "sha256"]},
         "time_to_send": {"type": "string", "format": "date-time",
                          "description": "UTC unless a zone is given; years 1970 to 2999"},
         "priority": {"type": "string", "enum": ["low", "regular", "high"]},
     },
 }
-_SEND_DOC: dict[str, Any] = {
-    "requestBody": {"required": True, "content": {"application/json": {"schema": _OMNIMESSAGE}}},
-}
-_BULK_DOC: dict[str, Any] = {
-    "requestBody": {"required": True, "content": {"application/json": {"schema": {
-        "type": "object", "required": ["messages"],
+_CHANNEL = {"type": "string", "enum": ["sms", "viber", "whatsapp", "telegram", "rcs"]}
+_CREATED: dict[str, Any] = {
+    "type": "object", "title": "OmniMessageCreateSuccessResponse",
+    "required": ["messages", "to", "omnimessage_id"],
+    "properties": {
+        "messages": {"type": "array", "items": {
+            "type": "object", "required": ["channel", "message_id", "sender"],
+            "properties": {"channel": _CHANNEL, "message_id": UUID,
+                           "sender": {"type": "string"}}}},
+        "to": {"type": "string"}, "omnimessage_id": UUID}}
+_CREATED_EXAMPLE = {
+    "messages": [{"channel": "viber", "message_id": "9c5d3b0e-8a47-4f6e-b1a2-3c4d5e6f7a80",
+                  "sender": "Acme"},
+                 {"channel": "sms", "message_id": "1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b",
+                  "sender": "Acme"}],
+    "to": "+37251234567", "omnimessage_id": "0b6f2a52-3c1e-4f6a-9d2b-7e5c4a3b2d10"}
+_SEND_DOC: dict[str, Any] = secured(MESSENTE_BASIC, {
+    "requestBody": {"required": True, "content": json_content(_OMNIMESSAGE, _SEND_EXAMPLE)},
+    "responses": {"201": answer("Accepted: one message per channel variant, in fallback "
+                                "order", _CREATED, _CREATED_EXAMPLE),
+                  **messente_errors(400, 401, 503, invalid=(
+                      "105", "to is not a valid phone number", "to"))},
+})
+_BULK_EXAMPLE = {"messages": [_SEND_EXAMPLE,
+                              {"to": "+37251234568",
+                               "messages": [{"channel": "sms", "text": "Hello"}]}]}
+_BULK_DOC: dict[str, Any] = secured(MESSENTE_BASIC, {
+    "requestBody": {"required": True, "content": json_content({
+        "type": "object", "title": "BulkOmnimessage", "required": ["messages"],
+        "additionalProperties": False,
         "properties": {"messages": {"type": "array", "minItems": 1, "maxItems": MAX_BULK,
-                                    "items": _OMNIMESSAGE}}}}}},
-}
+                                    "items": _OMNIMESSAGE}}}, _BULK_EXAMPLE)},
+    "responses": {
+        "201": answer("One result per omnimessage, in order: accepted, or its errors (the "
+                      "others are accepted all the same)", {
+                          "type": "object", "title": "BulkOmniMessageCreateSuccessResponse",
+                          "required": ["messages"],
+                          "properties": {"messages": {"type": "array", "items": {
+                              "anyOf": [_CREATED, MESSENTE_ERROR]}}}},
+                      {"messages": [_CREATED_EXAMPLE, messente_error(
+                          "105", "messages[1].to is not a valid phone number",
+                          "messages[1].to")]}),
+        **messente_errors(400, 401, 503, invalid=(
+            "105", "at most 1000 omnimessages per request", "messages"))},
+})
+_STATUS_ITEM: dict[str, Any] = {
+    "type": "object", "title": "DeliveryResult",
+    "required": ["status", "channel", "message_id", "error", "err", "timestamp",
+                 "price_info", "sender"],
+    "properties": {
+        "status": {"type": ["string", "null"], "enum": [*(s.value for s in Status), None],
+                   "description": "null until the channel reports one"},
+        "channel": _CHANNEL, "message_id": UUID,
+        "error": {**NULLABLE_STRING, "description": "what went wrong, in words"},
+        "err": {"type": ["integer", "null"], "enum": [*(int(e) for e in Err), None],
+                "description": "0 no error; null until a status is reported"},
+        "timestamp": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}$",
+                      "description": "UTC without a zone, microseconds, as Messente sends it"},
+        "price_info": {"type": ["object", "null"],
+                       "required": ["part_price", "parts_count", "total_price"],
+                       "properties": {"part_price": {"type": "string"},
+                                      "parts_count": {"type": "integer"},
+                                      "total_price": {"type": "string"}},
+                       "description": "null until a status is reported; prices from the "
+                                      "account's price list, \"0\" without one"},
+        "sender": {"type": "string"}}}
+_STATUS_DOC: dict[str, Any] = secured(MESSENTE_BASIC, {"responses": {
+    "200": answer("The channel attempts started so far, in send order", {
+        "type": "object", "title": "DeliveryReportResponse",
+        "required": ["statuses", "to", "omnimessage_id"],
+        "properties": {"statuses": {"type": "array", "items": _STATUS_ITEM},
+                       "to": {"type": "string"}, "omnimessage_id": UUID}}, {
+        "statuses": [{"status": "DELIVRD", "channel": "sms",
+                      "message_id": "1e2f3a4b-5c6d-4e7f-8a9b-0c1d2e3f4a5b", "error": None,
+                      "err": 0, "timestamp": "2026-01-02T03:04:05.678901",
+                      "price_info": {"part_price": "0", "parts_count": 1, "total_price": "0"},
+                      "sender": "Acme"}],
+        "to": "+37251234567", "omnimessage_id": "0b6f2a52-3c1e-4f6a-9d2b-7e5c4a3b2d10"}),
+    **messente_errors(401, 404, 503, missing="omnimessage "
+                      "0b6f2a52-3c1e-4f6a-9d2b-7e5c4a3b2d10 not found")}})
+_CANCEL_DOC: dict[str, Any] = secured(MESSENTE_BASIC, {"responses": {
+    "202": answer("Canceled before it was sent", {"type": "object", "maxProperties": 0}, {}),
+    **messente_errors(401, 404, 503, missing="omnimessage "
+                      "0b6f2a52-3c1e-4f6a-9d2b-7e5c4a3b2d10 not found, or already being sent")}})
 
 
 def is_omnimessage_id(text: str) -> bool:
@@ -79,8 +211,11 @@ def runtime_of(request: Request) -> Runtime:
 
 
 async def account_of(request: Request) -> Account | None:
-    return await authenticate_api_user(runtime_of(request).accounts,
-                                       request.headers.get("authorization"))
+    account = await authenticate_api_user(runtime_of(request).accounts,
+                                          request.headers.get("authorization"))
+    if account is not None:
+        request.scope[ACCOUNT_KEY] = account.name  # for the access log
+    return account
 
 
 def new_omnimessage(runtime: Runtime, account: Account, parsed: OmnimessageRequest,
@@ -116,8 +251,8 @@ def status_item(attempt: AttemptView) -> dict[str, Any]:
         "error": attempt.error,
         "err": attempt.err,
         "timestamp": messente_timestamp(attempt.updated_at),
-        "price_info": {"part_price": "0", "parts_count": attempt.parts_count or 1,
-                       "total_price": "0"} if finished else None,
+        "price_info": price_info(attempt.part_price_micros, attempt.charged_parts,
+                                 attempt.parts_count) if finished else None,
         "sender": attempt.sender,
     }
 
@@ -179,7 +314,8 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
         return json_response(201, {"messages": results})
 
     @routes.operation("GET", "/omnimessage/{omnimessage_id}/status", tags=["Delivery Report"],
-                      summary="Statuses of an omnimessage's channel attempts, in send order")
+                      summary="Statuses of an omnimessage's channel attempts, in send order",
+                      openapi_extra=_STATUS_DOC)
     async def status(request: Request) -> Response:
         omnimessage_id: str = request.path_params["omnimessage_id"]
         runtime = runtime_of(request)
@@ -197,7 +333,8 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
         })
 
     @routes.operation("DELETE", "/omnimessage/{omnimessage_id}", status_code=202,
-                      tags=["Omnimessage"], summary="Cancel a scheduled omnimessage")
+                      tags=["Omnimessage"], summary="Cancel a scheduled omnimessage",
+                      openapi_extra=_CANCEL_DOC)
     async def cancel(request: Request) -> Response:
         omnimessage_id: str = request.path_params["omnimessage_id"]
         runtime = runtime_of(request)

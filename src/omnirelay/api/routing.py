@@ -9,6 +9,7 @@ never serves a request.
 
 from __future__ import annotations
 
+import copy
 import inspect
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -18,10 +19,13 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
+from fastapi.utils import deep_dict_update
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import Scope
+
+from omnirelay.api import openapi
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -78,7 +82,7 @@ class LeanRoute(Route):
         tags: list[str | Enum] = [*op.tags]
         return APIRoute(self.path, _StandIn(op.endpoint, self.param_convertors), methods=[op.method],
                         name=self.name, summary=op.summary, tags=tags,
-                        status_code=op.status_code, openapi_extra=op.openapi_extra)
+                        status_code=op.status_code)
 
 
 class _StandIn:
@@ -134,3 +138,10 @@ def _add_lean_routes(app: FastAPI, schema: dict[str, Any]) -> None:
     schema["paths"] = full.get("paths", {})
     for section, entries in full.get("components", {}).items():
         schema.setdefault("components", {}).setdefault(section, {}).update(entries)
+    # Merged here rather than by FastAPI, which drops every null from the document, the nulls
+    # of the examples too (a status's "err": null, an error's "source": null).
+    for route in app.routes:
+        if isinstance(route, LeanRoute) and route.include_in_schema and route.operation.openapi_extra:
+            operation = schema["paths"][route.path][route.operation.method.lower()]
+            deep_dict_update(operation, copy.deepcopy(route.operation.openapi_extra))
+    openapi.finish(schema)

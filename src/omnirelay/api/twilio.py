@@ -21,7 +21,9 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 
+from omnirelay.api import openapi
 from omnirelay.api.auth import authenticate_twilio, basic_credentials
+from omnirelay.api.openapi import NULLABLE_STRING, TWILIO_BASIC, twilio_errors
 from omnirelay.api.requests import BodyError, read_body
 from omnirelay.api.routing import LeanRoute, Routes
 from omnirelay.core.omnimessage import PRIORITIES
@@ -52,6 +54,7 @@ from omnirelay.core.twilio.resource import (
     messages_uri,
     omnimessage_id,
 )
+from omnirelay.logs import ACCOUNT_KEY
 from omnirelay.runtime import Runtime
 from omnirelay.store.queries import Account, AttemptView, NewAttempt, NewOmnimessage, OmnimessageView
 
@@ -64,7 +67,7 @@ FORM = "application/x-www-form-urlencoded"
 UNSENT_STATES = frozenset({"waiting", "due", "sending"})
 
 _CREATE_FIELDS: dict[str, Any] = {
-    "To": {"type": "string", "example": "+15558675310"},
+    "To": {"type": "string", "example": "+37255512345"},
     "From": {"type": "string", "example": "+15017122661",
              "description": "E.164 number, short code or alphanumeric sender ID"},
     "Body": {"type": "string", "maxLength": 1600},
@@ -75,9 +78,80 @@ _CREATE_FIELDS: dict[str, Any] = {
     "SmartEncoded": {"type": "boolean"},
     "ContentRetention": {"type": "string", "enum": ["retain", "discard"]},
 }
-_CREATE_DOC: dict[str, Any] = {"requestBody": {"required": True, "content": {FORM: {"schema": {
-    "type": "object", "required": ["To", "From", "Body"], "properties": _CREATE_FIELDS}}}}}
-_LIST_DOC: dict[str, Any] = {"parameters": [
+_TWILIO_SECURITY: list[dict[str, list[str]]] = [{TWILIO_BASIC: []}]
+_STRING = {"type": "string"}
+_NULLABLE = NULLABLE_STRING
+_DATE = {"type": ["string", "null"], "description": "RFC 2822, e.g. Wed, 18 Aug 2010 20:01:40 "
+                                                    "+0000"}
+_MESSAGE: dict[str, Any] = {
+    "type": "object", "title": "Message", "required": [
+        "account_sid", "api_version", "body", "date_created", "date_sent", "date_updated",
+        "direction", "error_code", "error_message", "from", "messaging_service_sid",
+        "num_media", "num_segments", "price", "price_unit", "sid", "status",
+        "subresource_uris", "to", "uri"],
+    "properties": {
+        "account_sid": _STRING, "api_version": {"type": "string", "enum": ["2010-04-01"]},
+        "body": {"type": "string", "description": "empty once redacted"},
+        "date_created": _DATE, "date_sent": _DATE, "date_updated": _DATE,
+        "direction": {"type": "string", "enum": ["outbound-api"]},
+        "error_code": {"type": ["integer", "null"]}, "error_message": _NULLABLE,
+        "from": _STRING, "messaging_service_sid": {"type": "null"},
+        "num_media": {"type": "string", "enum": ["0"]},
+        "num_segments": {"type": "string", "pattern": "^[0-9]+$"},
+        "price": {**_NULLABLE, "description": "null without a price list"},
+        "price_unit": {**_NULLABLE, "description": "ISO 4217, e.g. EUR"},
+        "sid": {"type": "string", "pattern": "^SM[0-9a-f]{32}$"},
+        "status": {"type": "string", "enum": [s.value for s in TwilioStatus]},
+        "subresource_uris": {"type": "object", "properties": {"media": _STRING}},
+        "to": _STRING, "uri": _STRING}}
+_SID_EXAMPLE = "SM0b6f2a523c1e4f6a9d2b7e5c4a3b2d10"
+_ACCOUNT_EXAMPLE = "AC00000000000000000000000000000000"
+_URI_EXAMPLE = f"{PREFIX}/Accounts/{_ACCOUNT_EXAMPLE}/Messages/{_SID_EXAMPLE}.json"
+_MESSAGE_EXAMPLE: dict[str, Any] = {
+    "account_sid": _ACCOUNT_EXAMPLE, "api_version": "2010-04-01",
+    "body": "Your code is 1234", "date_created": "Fri, 02 Jan 2026 03:04:05 +0000",
+    "date_sent": None, "date_updated": "Fri, 02 Jan 2026 03:04:05 +0000",
+    "direction": "outbound-api", "error_code": None, "error_message": None,
+    "from": "+15017122661", "messaging_service_sid": None, "num_media": "0",
+    "num_segments": "1", "price": None, "price_unit": None, "sid": _SID_EXAMPLE,
+    "status": "queued", "subresource_uris": {"media": _URI_EXAMPLE.removesuffix(".json")
+                                                      + "/Media.json"},
+    "to": "+37255512345", "uri": _URI_EXAMPLE}
+_PAGE_FIELDS: dict[str, Any] = {
+    "end": {"type": "integer"}, "first_page_uri": _STRING, "next_page_uri": _NULLABLE,
+    "page": {"type": "integer"}, "page_size": {"type": "integer"},
+    "previous_page_uri": _NULLABLE, "start": {"type": "integer"}, "uri": _STRING}
+
+
+def _ok(description: str, schema: dict[str, Any], example: Any, status: str = "200"
+        ) -> dict[str, Any]:
+    return {status: openapi.answer(description, schema, example)}
+
+
+_CREATE_DOC: dict[str, Any] = {
+    "security": _TWILIO_SECURITY,
+    "requestBody": {"required": True, "content": {FORM: {
+        "schema": {"type": "object", "required": ["To", "From", "Body"],
+                   "properties": _CREATE_FIELDS},
+        "example": {"To": "+37255512345", "From": "+15017122661",
+                    "Body": "Your code is 1234"}}}},
+    "responses": {**_ok("Queued (or scheduled, with SendAt)", _MESSAGE, _MESSAGE_EXAMPLE,
+                        "201"),
+                  **twilio_errors(400, 401, 404, 503)},
+}
+_LIST_DOC: dict[str, Any] = {
+    "security": _TWILIO_SECURITY,
+    "responses": {**_ok("A page of messages, newest first", {
+        "type": "object", "required": ["messages", *_PAGE_FIELDS],
+        "properties": {"messages": {"type": "array", "items": _MESSAGE}, **_PAGE_FIELDS}},
+        {"end": 0, "first_page_uri": f"{PREFIX}/Accounts/{_ACCOUNT_EXAMPLE}/Messages.json"
+                                     "?PageSize=50&Page=0",
+         "messages": [_MESSAGE_EXAMPLE], "next_page_uri": None, "page": 0, "page_size": 50,
+         "previous_page_uri": None, "start": 0,
+         "uri": f"{PREFIX}/Accounts/{_ACCOUNT_EXAMPLE}/Messages.json?PageSize=50&Page=0"}),
+        **twilio_errors(400, 401, 404, 503, invalid=invalid_parameter(
+            "PageSize must be an integer from 1 to 1000"))},
+    "parameters": [
     {"name": name, "in": "query", "required": False, "schema": schema}
     for name, schema in (
         ("To", {"type": "string"}), ("From", {"type": "string"}),
@@ -90,10 +164,38 @@ _LIST_DOC: dict[str, Any] = {"parameters": [
         ("PageSize", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}),
         ("Page", {"type": "integer", "minimum": 0, "maximum": MAX_PAGE}),
         ("PageToken", {"type": "string"}))]}
-_UPDATE_DOC: dict[str, Any] = {"requestBody": {"content": {FORM: {"schema": {
-    "type": "object", "properties": {
-        "Status": {"type": "string", "enum": ["canceled"]},
-        "Body": {"type": "string", "description": "only \"\", which redacts the body"}}}}}}}
+_UPDATE_DOC: dict[str, Any] = {
+    "security": _TWILIO_SECURITY,
+    "requestBody": {"content": {FORM: {"schema": {
+        "type": "object", "properties": {
+            "Status": {"type": "string", "enum": ["canceled"]},
+            "Body": {"type": "string", "description": "only \"\", which redacts the body"}}},
+        "example": {"Status": "canceled"}}}},
+    "responses": {**_ok("The message as it is now", _MESSAGE,
+                        {**_MESSAGE_EXAMPLE, "status": "canceled"}),
+                  **twilio_errors(400, 401, 404, 503, invalid=twilio_error(30409))},
+}
+_FETCH_DOC: dict[str, Any] = {
+    "security": _TWILIO_SECURITY,
+    "responses": {**_ok("The message", _MESSAGE, _MESSAGE_EXAMPLE),
+                  **twilio_errors(401, 404, 503)},
+}
+_DELETE_DOC: dict[str, Any] = {
+    "security": _TWILIO_SECURITY,
+    "responses": {"204": {"description": "Deleted"},
+                  **twilio_errors(400, 401, 404, 503, invalid=twilio_error(20009))},
+}
+_MEDIA_DOC: dict[str, Any] = {
+    "security": _TWILIO_SECURITY,
+    "responses": {**_ok("No media: omnirelay sends SMS", {
+        "type": "object", "required": ["media_list", *_PAGE_FIELDS],
+        "properties": {"media_list": {"type": "array", "maxItems": 0}, **_PAGE_FIELDS}},
+        {"end": 0, "first_page_uri": _URI_EXAMPLE.removesuffix(".json")
+         + "/Media.json?PageSize=50&Page=0", "media_list": [], "next_page_uri": None,
+         "page": 0, "page_size": 50, "previous_page_uri": None, "start": 0,
+         "uri": _URI_EXAMPLE.removesuffix(".json") + "/Media.json?PageSize=50&Page=0"}),
+        **twilio_errors(401, 404, 503)},
+}
 
 
 def install(app: FastAPI, runtime: Runtime, *, window: ScheduleWindow | None = None) -> None:
@@ -152,6 +254,7 @@ async def authorize(request: Request, account_sid: str) -> Context:
     account = await authenticate_twilio(runtime.accounts, header)
     if account is None:
         raise authentication_error(basic_credentials(header) is not None)
+    request.scope[ACCOUNT_KEY] = account.name  # for the access log
     if account.twilio_account_sid != account_sid:
         # Another account's resources do not exist for this one.
         raise not_found(request.url.path)
@@ -271,7 +374,8 @@ def build_routes(window: ScheduleWindow) -> list[LeanRoute]:
 
         return await answer(handle)
 
-    @routes.operation("GET", MESSAGE, summary="Fetch a message (Twilio)")
+    @routes.operation("GET", MESSAGE, summary="Fetch a message (Twilio)",
+                      openapi_extra=_FETCH_DOC)
     async def fetch_message(request: Request) -> Response:
         account_sid, sid = path_ids(request)
 
@@ -310,7 +414,7 @@ def build_routes(window: ScheduleWindow) -> list[LeanRoute]:
         return await answer(handle)
 
     @routes.operation("DELETE", MESSAGE, status_code=204,
-                      summary="Delete a finished message (Twilio)")
+                      summary="Delete a finished message (Twilio)", openapi_extra=_DELETE_DOC)
     async def delete_message(request: Request) -> Response:
         account_sid, sid = path_ids(request)
 
@@ -324,7 +428,8 @@ def build_routes(window: ScheduleWindow) -> list[LeanRoute]:
         return await answer(handle)
 
     @routes.operation("GET", MEDIA,
-                      summary="A message's media: always none, omnirelay sends SMS (Twilio)")
+                      summary="A message's media: always none, omnirelay sends SMS (Twilio)",
+                      openapi_extra=_MEDIA_DOC)
     async def list_media(request: Request) -> Response:
         account_sid, sid = path_ids(request)
 
