@@ -21,8 +21,16 @@ from messente_api import (
     GroupsApi,
     NumberToBlacklist,
 )
+from sqlalchemy import select
 
+from omnirelay.account_admin import delete_account
 from omnirelay.store.queries import Account
+from omnirelay.store.tables import (
+    phonebook_blacklist,
+    phonebook_contacts,
+    phonebook_groups,
+    phonebook_members,
+)
 from tests.spec import assert_matches
 from tests.support import LiveServer, create_account
 
@@ -330,3 +338,24 @@ def test_phonebook_is_served_at_the_root_too_and_errors_keep_its_format(
         assert anonymous.status_code == 401
         assert anonymous.json() == {"errors": [{
             "title": "Unauthorized", "detail": "Wrong username or password", "code": "202"}]}
+
+
+def test_deleting_an_account_deletes_its_phonebook(server: LiveServer, account: Account,
+                                                   other: Account) -> None:
+    for owner in (account, other):
+        client = sdk(server, owner)
+        BlacklistApi(client).add_to_blacklist(NumberToBlacklist(phoneNumber=NUMBER))
+        ContactsApi(client).create_contact(ContactFields(phoneNumber=NUMBER))
+        group = GroupsApi(client).create_group(GroupName(name="G")).group.id
+        ContactsApi(client).add_contact_to_group(group, NUMBER)
+    server.call(delete_account(server.runtime, account.name))
+
+    def rows(conn: Any) -> list[tuple[str, int]]:
+        return [(table.name, owner) for table in (phonebook_blacklist, phonebook_contacts,
+                                                  phonebook_groups, phonebook_members)
+                for (owner,) in conn.execute(select(table.c.account_id))]
+
+    assert sorted(server.call(server.runtime.db.read(rows))) == sorted(
+        [("phonebook_blacklist", other.id), ("phonebook_contacts", other.id),
+         ("phonebook_groups", other.id), ("phonebook_members", other.id)])
+    assert BlacklistApi(sdk(server, other)).fetch_blacklist().phone_numbers == [NUMBER]
