@@ -1,7 +1,8 @@
 # Two commands do all the set-up: `make run` and `make test`. Both create .venv on first use.
 # `make run` installs the runtime only; `make test` and `make lint` add the `dev` extra (tests and
-# linters). Packages go in through uv, which fetches them in parallel: on a fresh clone the runtime
-# took about 80 s with pip and about 10 s with uv. Where uv cannot be had, pip does the same work.
+# linters). Packages go in through uv, which fetches them in parallel: on a fresh clone, with the
+# machine busy, installing the runtime took 120-150 s with pip and 11 s with uv (plus about 10 s
+# to install uv itself). Where uv cannot be had, pip does the same work.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
