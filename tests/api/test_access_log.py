@@ -98,9 +98,11 @@ def test_access_lines_name_the_route_status_and_account_and_nothing_private(
         for private in [*secrets_of(account), "wrong-password", PHONE, PHONE[1:], TWILIO_TO,
                         TWILIO_TO[1:], TEXT, sent.json()["omnimessage_id"], "To="]:
             assert private not in line, (private, line)
-    assert rendered(records[0]).startswith  # the text line reads as one sentence:
-    assert "POST /v1/omnimessage 201 " in records[0].getMessage()
-    assert records[0].getMessage().endswith(f"account={account.name}")
+    # The text line: method, template, status, duration, account.
+    words = records[0].getMessage().split()
+    assert words[:3] == ["POST", "/v1/omnimessage", "201"] and words[3].endswith("ms")
+    assert words[4:] == [f"account={account.name}"]
+    assert records[3].getMessage().split()[1] == "-"  # no route: no path at all
 
 
 @pytest.mark.parametrize("enabled", [False, True])
