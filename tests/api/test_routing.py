@@ -35,6 +35,9 @@ HISTORY = [("GET", "/v1/omnimessages"), ("GET", "/v1/omnimessage/{omnimessage_id
            ("GET", "/v1/inbound"), ("GET", "/v1/webhooks"),
            ("POST", "/v1/webhooks/{webhook_id}/redeliver"), ("POST", "/v1/webhooks/redeliver")]
 # Messente's Phonebook API (api/phonebook.py), documented under /v1 only
+# statistics, and the legacy balance and pricing endpoints (also at /, as on api2)
+ACCOUNT = [("POST", "/v1/statistics/reports"), ("GET", "/v1/get_balance"),
+           ("POST", "/v1/get_balance"), ("GET", "/v1/pricelist"), ("GET", "/v1/prices")]
 PHONEBOOK = [(m, "/v1/phonebook" + p) for m, p in [
     ("GET", "/blacklist"), ("POST", "/blacklist"), ("GET", "/blacklist/{phone}"),
     ("DELETE", "/blacklist/{phone}"), ("GET", "/contacts"), ("POST", "/contacts"),
@@ -91,7 +94,7 @@ async def test_openapi_documents_the_operations_as_before(gateway: Any) -> None:
     # GET /v1/omnimessages sits beside the bulk send).
     documented = [(m.upper(), p) for p, ops in paths.items() for m in ops]
     surfaces = [(m, "/v1" + p) for m, p in MESSENTE] + TWILIO
-    assert sorted(documented) == sorted(surfaces + HISTORY + PHONEBOOK)
+    assert sorted(documented) == sorted(surfaces + HISTORY + PHONEBOOK + ACCOUNT)
     assert [d for d in documented if d in surfaces] == surfaces
     send = paths["/v1/omnimessage"]["post"]
     assert send["summary"] == "Send an omnimessage"
