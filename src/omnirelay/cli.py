@@ -36,6 +36,7 @@ from omnirelay.core.timefmt import utcnow
 from omnirelay.core.validation import RequestError
 from omnirelay.errors import ConfigError, StartupError
 from omnirelay.runtime import Runtime
+from omnirelay.store.database import StoreUnavailable
 from omnirelay.store.history import History
 from omnirelay.store.queries import Account
 
@@ -50,7 +51,6 @@ webhooks_app = typer.Typer(help="List callbacks and queue them again.", no_args_
 app.add_typer(webhooks_app, name="webhooks")
 cli_pricing.register(app, account_app)  # prices import/show, account credit
 console = Console()
-err_console = Console(stderr=True)
 T = TypeVar("T")
 
 ConfigOption = Annotated[Path | None, typer.Option("--config", "-c",
@@ -638,6 +638,11 @@ def main() -> None:
         if _options["debug"]:
             raise
         _say(exc)
+    except StoreUnavailable as exc:  # the database went away, or stayed locked, after the start
+        if _options["debug"]:
+            raise
+        _say(StartupError(f"the database did not answer: {exc}; check that it is running (and, "
+                          "for SQLite, that no other process holds it)"))
 
 
 def _say(exc: StartupError) -> NoReturn:
