@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import phonenumbers
-from phonenumbers import geocoder
 
 from omnirelay.core.money import MoneyError, format_amount, parse_amount
 from omnirelay.core.sms import content_options, count_segments
@@ -50,6 +49,10 @@ def dialing_prefix(code: str) -> str:
 
 def country_name(code: str) -> str:
     """The English name of an alpha-2 code, or the code itself when it names no country."""
+    # The geocoder's data costs about a second to import; only price lists and statistics use it,
+    # and every CLI command (each a fresh process) would otherwise pay for it.
+    from phonenumbers import geocoder
+
     example = phonenumbers.example_number(code) if code else None
     name = geocoder.country_name_for_number(example, "en") if example is not None else ""
     return name or code or "Unknown"
