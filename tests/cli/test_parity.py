@@ -4,15 +4,15 @@ omnirelay.account_admin, so a value one refuses the other refuses too, and nothi
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
+from omnirelay.cli import app
 from tests.processes import cli, create_account_cli, start_gateway, write_config
 
 TOKEN = "operator-token-for-the-parity-tests-0123456789"
@@ -61,10 +61,11 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, ht
 
 
 def refused_by_cli(config: Path, *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "omnirelay.cli", *args, "--config",
-                             str(config)], capture_output=True, text=True, timeout=60,
-                            check=False)
-    assert result.returncode == 2, (args, result.stdout, result.stderr)
+    """The command's own code, run in this process: a refusal happens before anything a fresh
+    interpreter would change (tests/cli/test_misconfiguration.py runs the real process), and
+    starting one per case cost about 3 s each, most of this file's time."""
+    result = CliRunner().invoke(app, [*args, "--config", str(config)])
+    assert result.exit_code == 2, (args, result.stdout, result.stderr, result.exception)
     (line,) = result.stderr.splitlines()
     assert line.startswith("error: "), line
     return line.removeprefix("error: ")
