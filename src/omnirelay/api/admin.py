@@ -71,6 +71,15 @@ async def operator_scope(request: Request, listing: bool) -> history.Scope | Res
     return history.Scope(account.id)
 
 
+def _refusal(exc: BodyError | RequestError | ops.OperatorError) -> Response:
+    """A request the operator can fix, answered in Messente's error format."""
+    if isinstance(exc, BodyError):
+        return error_response("105", exc.detail, exc.source)
+    if isinstance(exc, RequestError):
+        return error_response(exc.code, exc.detail, exc.source)
+    return _failed(exc)
+
+
 def _failed(exc: ops.OperatorError) -> Response:
     return error_response(_KINDS[exc.kind], exc.message, status=_STATUS[exc.kind])
 
@@ -210,12 +219,8 @@ def build_routes() -> list[LeanRoute]:
                 sender=fields.get("default_sender", "omnirelay"),
                 dlr_url=fields.get("dlr_url"), inbound_url=fields.get("inbound_url"),
                 inbound_numbers=fields.get("inbound_numbers", ()))
-        except BodyError as exc:
-            return error_response("105", exc.detail, exc.source)
-        except RequestError as exc:
-            return error_response(exc.code, exc.detail, exc.source)
-        except ops.OperatorError as exc:
-            return _failed(exc)
+        except (BodyError, RequestError, ops.OperatorError) as exc:
+            return _refusal(exc)
         return json_response(201, ops.credentials(account))
 
     @routes.operation("GET", "/accounts/{name}", summary="One account (no secrets)",
@@ -241,12 +246,8 @@ def build_routes() -> list[LeanRoute]:
             fields = _account_fields(await body_of(request), creating=False)
             await ops.change_account(runtime, name, ops.AccountChanges(**fields))
             shown = await ops.show_account(runtime, name)
-        except BodyError as exc:
-            return error_response("105", exc.detail, exc.source)
-        except RequestError as exc:
-            return error_response(exc.code, exc.detail, exc.source)
-        except ops.OperatorError as exc:
-            return _failed(exc)
+        except (BodyError, RequestError, ops.OperatorError) as exc:
+            return _refusal(exc)
         return json_response(200, shown)
 
     @routes.operation("POST", "/accounts/{name}/rotate",
@@ -263,12 +264,8 @@ def build_routes() -> list[LeanRoute]:
             what = v.one_of(data.get("what", "all"), "what", ops.ROTATION_CHOICES)
             account = await ops.rotate_secrets(runtime_of(request), request.path_params["name"],
                                                what)
-        except BodyError as exc:
-            return error_response("105", exc.detail, exc.source)
-        except RequestError as exc:
-            return error_response(exc.code, exc.detail, exc.source)
-        except ops.OperatorError as exc:
-            return _failed(exc)
+        except (BodyError, RequestError, ops.OperatorError) as exc:
+            return _refusal(exc)
         return json_response(200, ops.credentials(account))
 
     for verb, enabled in (("disable", False), ("enable", True)):

@@ -50,6 +50,7 @@ from omnirelay.store.history import (
     InboundSummary,
     MessageHistory,
     MessageSummary,
+    Page,
     StatusEvent,
     WebhookSummary,
 )
@@ -366,21 +367,29 @@ def build_routes(prefix: str = "/v1", resolve: Resolver = caller_scope, *,
     def history(request: Request) -> History:
         return History(runtime_of(request).db)
 
-    @routes.operation("GET", "/omnimessages", summary="Search omnimessages, newest first",
-                      openapi_extra=doc(_SEARCH_DOC, *listing))
-    async def search(request: Request) -> Response:
+    async def page_of(request: Request, kind: str,
+                      parse: Callable[[dict[str, str], Cursors], Any],
+                      fetch: Callable[[History, int | None, Any], Awaitable[Page[Any]]],
+                      render: Callable[[Any], dict[str, Any]]) -> Response:
+        """One page of a listing: scope, filters, the store's page, and its cursor."""
         scope = await resolve(request, True)
         if isinstance(scope, Response):
             return scope
-        codec = cursors_for(request, "omnimessages")
+        codec = cursors_for(request, kind)
         try:
-            query = parse_message_filter(filters(request), codec)
+            query = parse(filters(request), codec)
         except RequestError as exc:
             return error_response(exc.code, exc.detail, exc.source)
-        page = await history(request).search(scope.account_id, query)
+        page = await fetch(history(request), scope.account_id, query)
         return json_response(200, {
-            "omnimessages": [message_item(m) for m in page.items],
+            kind: [render(item) for item in page.items],
             "next": codec.encode(page.next) if page.next else None})
+
+    @routes.operation("GET", "/omnimessages", summary="Search omnimessages, newest first",
+                      openapi_extra=doc(_SEARCH_DOC, *listing))
+    async def search(request: Request) -> Response:
+        return await page_of(request, "omnimessages", parse_message_filter, History.search,
+                             message_item)
 
     @routes.operation("GET", "/omnimessage/{omnimessage_id}",
                       summary="One omnimessage whole: attempts, timelines and reports",
@@ -402,34 +411,14 @@ def build_routes(prefix: str = "/v1", resolve: Resolver = caller_scope, *,
     @routes.operation("GET", "/inbound", summary="Inbound messages, newest first",
                       openapi_extra=doc(_INBOUND_DOC, *listing))
     async def inbound(request: Request) -> Response:
-        scope = await resolve(request, True)
-        if isinstance(scope, Response):
-            return scope
-        codec = cursors_for(request, "inbound")
-        try:
-            query = parse_inbound_filter(filters(request), codec)
-        except RequestError as exc:
-            return error_response(exc.code, exc.detail, exc.source)
-        page = await history(request).inbound(scope.account_id, query)
-        return json_response(200, {
-            "inbound": [inbound_item(m) for m in page.items],
-            "next": codec.encode(page.next) if page.next else None})
+        return await page_of(request, "inbound", parse_inbound_filter, History.inbound,
+                             inbound_item)
 
     @routes.operation("GET", "/webhooks", summary="Callbacks: pending, delivered, dead",
                       openapi_extra=doc(_OUTBOX_DOC, *listing))
     async def outbox(request: Request) -> Response:
-        scope = await resolve(request, True)
-        if isinstance(scope, Response):
-            return scope
-        codec = cursors_for(request, "webhooks")
-        try:
-            query = parse_webhook_filter(filters(request), codec)
-        except RequestError as exc:
-            return error_response(exc.code, exc.detail, exc.source)
-        page = await history(request).webhooks(scope.account_id, query)
-        return json_response(200, {
-            "webhooks": [outbox_item(w) for w in page.items],
-            "next": codec.encode(page.next) if page.next else None})
+        return await page_of(request, "webhooks", parse_webhook_filter, History.webhooks,
+                             outbox_item)
 
     @routes.operation("POST", "/webhooks/{webhook_id}/redeliver", status_code=202,
                       summary="Queue one delivered or dead callback again",

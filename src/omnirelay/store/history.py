@@ -120,13 +120,10 @@ class History:
 
     async def search(self, account_id: int | None, query: MessageFilter) -> Page[MessageSummary]:
         def work(conn: Connection) -> Page[MessageSummary]:
-            rows = conn.execute(search_statement(account_id, query)).mappings().all()
-            more = len(rows) > query.limit
-            rows = rows[:query.limit]
+            rows, more = _one_page(conn, search_statement(account_id, query), query.limit)
             by_message = _attempts_of(conn, [r["id"] for r in rows])
             items = [_message(r, by_message[r["id"]]) for r in rows]
-            last = items[-1] if more else None
-            return Page(items, Position(last.created_at, last.id) if last else None)
+            return Page(items, Position(items[-1].created_at, items[-1].id) if more else None)
 
         return await self.db.read(work)
 
@@ -155,25 +152,20 @@ class History:
 
     async def inbound(self, account_id: int | None, query: InboundFilter) -> Page[InboundSummary]:
         def work(conn: Connection) -> Page[InboundSummary]:
-            rows = conn.execute(inbound_statement(account_id, query)).mappings().all()
-            more = len(rows) > query.limit
-            rows = rows[:query.limit]
+            rows, more = _one_page(conn, inbound_statement(account_id, query), query.limit)
             callbacks = _latest_webhooks(conn, account_id, [r["id"] for r in rows])
             items = [InboundSummary(r["id"], r["channel"], r["sender"], r["recipient"], r["text"],
                                     r["received_at"], callbacks.get(r["id"])) for r in rows]
-            last = items[-1] if more else None
-            return Page(items, Position(last.received_at, last.id) if last else None)
+            return Page(items, Position(items[-1].received_at, items[-1].id) if more else None)
 
         return await self.db.read(work)
 
 
     async def webhooks(self, account_id: int | None, query: WebhookFilter) -> Page[WebhookSummary]:
         def work(conn: Connection) -> Page[WebhookSummary]:
-            rows = conn.execute(webhook_statement(account_id, query)).mappings().all()
-            more = len(rows) > query.limit
-            items = [_webhook(r) for r in rows[:query.limit]]
-            last = items[-1] if more else None
-            return Page(items, Position(last.created_at, str(last.id)) if last else None)
+            rows, more = _one_page(conn, webhook_statement(account_id, query), query.limit)
+            items = [_webhook(r) for r in rows]
+            return Page(items, Position(items[-1].created_at, str(items[-1].id)) if more else None)
 
         return await self.db.read(work)
 
@@ -274,6 +266,13 @@ def inbound_statement(account_id: int | None, query: InboundFilter) -> Select[An
         statement = statement.where(tuple_(ib.received_at, ib.id)
                                     < tuple_(query.after.at, query.after.id))
     return statement.order_by(ib.received_at.desc(), ib.id.desc()).limit(query.limit + 1)
+
+
+def _one_page(conn: Connection, statement: Select[Any], limit: int
+              ) -> tuple[Sequence[Any], bool]:
+    """A page's rows, and whether another page follows: the statements ask for one row more."""
+    rows = conn.execute(statement).mappings().all()
+    return rows[:limit], len(rows) > limit
 
 
 def _attempts_of(conn: Connection, ids: Sequence[str]) -> dict[str, list[AttemptSummary]]:
