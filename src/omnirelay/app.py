@@ -158,6 +158,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool =
     app.router.routes.extend(messente.build_routes(include_in_schema=False))
     app.router.routes.extend(history.build_routes("/v1"))
     app.router.routes.extend(account_api.build_routes())  # statistics, balance, pricing
+    app.state.error_formatters.extend(
+        (prefix, account_api.statistics_formatter) for prefix in account_api.STATISTICS_PREFIXES)
     phonebook.install(app)  # under /v1 and at /, errors in the Phonebook's format
     if runtime.settings.admin.token:  # without one there is no operator API at all: 404
         app.router.routes.extend(admin.build_routes())

@@ -26,10 +26,18 @@ from tests.support import LiveServer, create_account, make_settings, start_live_
 ADMIN_TOKEN = "docs-test-operator-token-0123456789"
 METHODS = ("get", "post", "put", "patch", "delete")
 # The surfaces whose every operation declares its security, answers, schemas and examples.
-# (Issue 16's phonebook, statistics and pricing routes were being written beside these; a tag
-# joins this list once its operations are documented the same way.)
 DOCUMENTED_TAGS = {"Omnimessage", "Bulk Messaging", "Delivery Report", "History",
-                   "Twilio Messages", "Operator"}
+                   "Twilio Messages", "Operator", "Blacklist", "Contacts", "Groups",
+                   "Statistics", "Account Balance", "Pricing"}
+# Messente's legacy endpoints: credentials in the query, every answer a 200 in plain text.
+LEGACY_PATHS = {"/v1/get_balance", "/v1/pricelist", "/v1/prices"}
+# POSTs whose path says it all (add a contact to a group).
+BODYLESS_POSTS = {"/v1/phonebook/groups/{group_id}/contacts/{phone}"}
+# Official request examples that are placeholders (message_types: ["message_types"]), which no
+# server accepts.
+PLACEHOLDER_EXAMPLES = {"/v1/statistics/reports"}
+# Answers whose 422 is Messente's own (the statistics report's invalid data), not FastAPI's.
+OWN_422 = {("POST", "/v1/statistics/reports")}
 
 
 @pytest.fixture(scope="module")
@@ -96,8 +104,14 @@ def test_every_operation_says_how_to_authenticate_and_no_422(spec: dict[str, Any
                                         "scheme": "basic"}
     assert schemes["twilioBasic"]["scheme"] == "basic"
     assert schemes["operatorBearer"]["scheme"] == "bearer"
-    assert not [(m, p) for m, p, op in operations(spec, every=True) if "422" in op["responses"]]
+    assert schemes["apiUsername"] == {**schemes["apiUsername"], "in": "query", "name": "username"}
+    assert not [(m, p) for m, p, op in operations(spec, every=True)
+                if "422" in op["responses"] and (m, p) not in OWN_422]
     for method, path, operation in operations(spec):
+        if path in LEGACY_PATHS:
+            assert operation.get("security") == [{"apiUsername": [], "apiPassword": []}]
+            assert list(operation["responses"]) == ["200"], (method, path)
+            continue
         expected = ("operatorBearer" if path.startswith("/admin/") else
                     "twilioBasic" if path.startswith("/2010-04-01/") else "messenteBasic")
         assert operation.get("security") == [{expected: []}], (method, path)
@@ -106,7 +120,8 @@ def test_every_operation_says_how_to_authenticate_and_no_422(spec: dict[str, Any
 
 
 def test_every_post_has_a_request_schema(spec: dict[str, Any]) -> None:
-    posts = [(path, op) for method, path, op in operations(spec) if method in ("POST", "PATCH")]
+    posts = [(path, op) for method, path, op in operations(spec)
+             if method in ("POST", "PATCH") and path not in LEGACY_PATHS | BODYLESS_POSTS]
     assert len(posts) >= 13
     for path, operation in posts:
         content = operation.get("requestBody", {}).get("content", {})
@@ -127,6 +142,10 @@ def test_every_answer_is_documented_with_a_schema_and_an_example(spec: dict[str,
             assert response.get("description"), (method, path, status)
             if status == "204":
                 continue
+            if path in LEGACY_PATHS:  # plain text, CSV or XML besides JSON
+                assert any("example" in m for m in response["content"].values()), path
+                if "application/json" not in response["content"]:
+                    continue
             media = response.get("content", {}).get("application/json")
             assert media and media.get("schema"), (method, path, status)
             assert "example" in media, (method, path, status)
@@ -137,7 +156,7 @@ def test_every_answer_is_documented_with_a_schema_and_an_example(spec: dict[str,
             if "example" in media:
                 errors = list(_validator(spec, media["schema"]).iter_errors(media["example"]))
                 assert not errors, (method, path, [e.message for e in errors[:3]])
-    assert checked >= 60, checked
+    assert checked >= 110, checked
 
 
 def _documented(spec: dict[str, Any], method: str, path: str, status: int) -> dict[str, Any]:
@@ -190,6 +209,39 @@ def test_real_answers_match_the_documented_schemas(live: LiveServer,
             ("GET", "/v1/inbound", messente.get("/v1/inbound")),
             ("GET", "/v1/webhooks", messente.get("/v1/webhooks")),
         ]
+        contacts, contact = "/v1/phonebook/contacts", "/v1/phonebook/contacts/{phone}"
+        group = messente.post("/v1/phonebook/groups", json={"name": "Docs"})
+        group_id = group.json()["group"]["id"]
+        member = "/v1/phonebook/groups/{group_id}/contacts/{phone}"
+        report = {"start_date": "2026-01-01", "end_date": "2026-01-31"}
+        checks += [
+            ("POST", contacts, messente.post(contacts, json={"phoneNumber": "+37251000001",
+                                                             "firstName": "Ada"})),
+            ("POST", contacts, messente.post(contacts, json={"phoneNumber": "+37251000001"})),
+            ("POST", contacts, messente.post(contacts, json={"phoneNumber": "nope"})),
+            ("GET", contacts, messente.get(contacts)),
+            ("GET", contact, messente.get(f"{contacts}/+37251000001")),
+            ("GET", contact, messente.get(f"{contacts}/+37251000009")),
+            ("PATCH", contact, messente.patch(f"{contacts}/+37251000001", json={"title": None})),
+            ("POST", "/v1/phonebook/groups", group),
+            ("GET", "/v1/phonebook/groups", messente.get("/v1/phonebook/groups")),
+            ("POST", member, messente.post(f"/v1/phonebook/groups/{group_id}/contacts/"
+                                           "+37251000001")),
+            ("POST", member, messente.post(f"/v1/phonebook/groups/{group_id}/contacts/"
+                                           "+37251000001")),
+            ("GET", "/v1/phonebook/contacts/{phone}/groups",
+             messente.get(f"{contacts}/+37251000001/groups")),
+            ("GET", "/v1/phonebook/blacklist", messente.get("/v1/phonebook/blacklist")),
+            ("GET", "/v1/phonebook/blacklist", httpx.get(live.base_url + "/v1/phonebook/blacklist",
+                                                         auth=("nobody", "wrong"))),
+            ("POST", "/v1/statistics/reports", messente.post("/v1/statistics/reports",
+                                                             json=report)),
+            ("POST", "/v1/statistics/reports", messente.post(
+                "/v1/statistics/reports", json={**report, "start_date": "2026-02-01"})),
+            ("POST", "/v1/statistics/reports", messente.post(
+                "/v1/statistics/reports", content=b"{", headers={"Content-Type":
+                                                                 "application/json"})),
+        ]
         base = f"/2010-04-01/Accounts/{account.twilio_account_sid}"
         messages = "/2010-04-01/Accounts/{account_sid}/Messages.json"
         message = "/2010-04-01/Accounts/{account_sid}/Messages/{sid}.json"
@@ -234,7 +286,7 @@ def test_real_answers_match_the_documented_schemas(live: LiveServer,
     for method, path, response in checks:
         _assert_documented(spec, method, path, response)
         statuses.add(response.status_code)
-    assert statuses >= {200, 201, 202, 400, 401, 404, 409}, statuses
+    assert statuses >= {200, 201, 202, 400, 401, 404, 409, 422}, statuses
 
 
 def _official() -> dict[str, Any]:
@@ -257,7 +309,21 @@ def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> tuple[str | No
 OVERLAP = [("post", "/omnimessage", "/v1/omnimessage"),
            ("post", "/omnimessages", "/v1/omnimessages"),
            ("get", "/omnimessage/{omnimessageId}/status", "/v1/omnimessage/{omnimessage_id}/status"),
-           ("delete", "/omnimessage/{omnimessageId}", "/v1/omnimessage/{omnimessage_id}")]
+           ("delete", "/omnimessage/{omnimessageId}", "/v1/omnimessage/{omnimessage_id}"),
+           ("post", "/statistics/reports", "/v1/statistics/reports"),
+           *((method, path, "/v1" + path.replace("{groupId}", "{group_id}"))
+             for method, path in [
+                 ("get", "/phonebook/blacklist"), ("post", "/phonebook/blacklist"),
+                 ("get", "/phonebook/blacklist/{phone}"), ("delete", "/phonebook/blacklist/{phone}"),
+                 ("get", "/phonebook/contacts"), ("post", "/phonebook/contacts"),
+                 ("get", "/phonebook/contacts/{phone}"), ("patch", "/phonebook/contacts/{phone}"),
+                 ("delete", "/phonebook/contacts/{phone}"),
+                 ("get", "/phonebook/contacts/{phone}/groups"),
+                 ("get", "/phonebook/groups"), ("post", "/phonebook/groups"),
+                 ("get", "/phonebook/groups/{groupId}"), ("put", "/phonebook/groups/{groupId}"),
+                 ("delete", "/phonebook/groups/{groupId}"),
+                 ("post", "/phonebook/groups/{groupId}/contacts/{phone}"),
+                 ("delete", "/phonebook/groups/{groupId}/contacts/{phone}")])]
 
 
 def _assert_same_fields(official: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any],
@@ -282,7 +348,12 @@ def test_messente_operations_match_the_official_spec(spec: dict[str, Any], metho
     theirs = official["paths"][official_path][method]
     ours = spec["paths"][path][method]
     assert set(theirs["responses"]) <= set(ours["responses"]), (method, path)
+    # The same tag, so /docs groups them as Messente's reference does.
+    assert theirs["tags"] == ours["tags"], (method, path)
     for status, response in theirs["responses"].items():
+        if "content" not in response:  # a 204
+            assert "content" not in ours["responses"][status], (method, path, status)
+            continue
         name, schema = _resolve(official, response["content"]["application/json"]["schema"])
         documented = ours["responses"][status]["content"]["application/json"]
         # Our example of this answer is valid by the official schema (nulls as the SDKs take them)
@@ -294,9 +365,11 @@ def test_messente_operations_match_the_official_spec(spec: dict[str, Any], metho
             official, theirs["requestBody"]["content"]["application/json"]["schema"])
         media = ours["requestBody"]["content"]["application/json"]
         assert set(media["schema"]["properties"]) == set(schema["properties"]), path
-        assert set(media["schema"]["required"]) == set(schema["required"]), path
+        assert set(media["schema"].get("required", ())) == set(schema.get("required", ())), path
         assert name is not None
         assert_matches(media["example"], name)
+        if path in PLACEHOLDER_EXAMPLES:
+            return
         # The official example request (every field of every channel) is one we accept.
         errors = list(_validator(spec, media["schema"]).iter_errors(schema["example"]))
         assert not errors, [f"{list(e.path)}: {e.message}" for e in errors[:3]]

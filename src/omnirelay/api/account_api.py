@@ -18,6 +18,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from omnirelay.api.messente import account_of, runtime_of
+from omnirelay.api.openapi import (
+    MESSENTE_BASIC,
+    RETRY_AFTER,
+    UNAVAILABLE,
+    answer,
+    json_content,
+    legacy,
+    secured,
+    text_answer,
+)
 from omnirelay.api.requests import BodyError, read_json
 from omnirelay.api.routing import LeanRoute, Routes
 from omnirelay.core.money import format_amount
@@ -37,26 +47,112 @@ _STAND_IN = "omnirelay-no-such-account-stand-in-password"
 _TITLES = {"100": "Client Error", "103": "Unauthorized", "104": "Invalid data",
            "105": "Internal Server Error"}
 _STATUSES = {"100": 400, "103": 401, "104": 422, "105": 500}
-_REPORT_DOC: dict[str, Any] = {
-    "requestBody": {"required": True, "content": {"application/json": {"schema": {
-        "type": "object", "required": ["start_date", "end_date"],
-        "properties": {
-            "start_date": {"type": "string", "format": "date"},
-            "end_date": {"type": "string", "format": "date"},
-            "message_types": {"type": "array", "items": {
-                "type": "string", "enum": sorted(MESSAGE_TYPES)}}}}}}},
-}
+STATISTICS_PREFIXES = ("/v1/statistics", "/statistics")
 
 
 class ReportRequestError(Exception):
     pass
 
 
-def statistics_error(code: str, details: str) -> Response:
-    body = {"errors": [{"title": _TITLES[code], "details": details, "code": code}]}
+def statistics_error_body(code: str, details: str) -> dict[str, Any]:
+    return {"errors": [{"title": _TITLES[code], "details": details, "code": code}]}
+
+
+def statistics_error(code: str, details: str, status: int | None = None) -> Response:
     headers = {"WWW-Authenticate": 'Basic realm="omnirelay"'} if code == "103" else None
-    return Response(orjson.dumps(body), status_code=_STATUSES[code],
-                    media_type="application/json", headers=headers)
+    if status == 503:
+        headers = {"Retry-After": "1"}
+    return Response(orjson.dumps(statistics_error_body(code, details)),
+                    status_code=status or _STATUSES[code], media_type="application/json",
+                    headers=headers)
+
+
+def statistics_formatter(_request: Request, status: int, detail: str) -> Response:
+    """Errors raised outside the handler (405, 500, 503) in the statistics error shape."""
+    code = {401: "103", 422: "104"}.get(status, "105" if status >= 500 else "100")
+    return statistics_error(code, detail, status)
+
+
+_STATISTICS_ERROR: dict[str, Any] = {
+    "type": "object", "title": "ErrorStatistics", "required": ["errors"],
+    "properties": {"errors": {"type": "array", "minItems": 1, "items": {
+        "type": "object", "required": ["title", "details", "code"],
+        "properties": {"title": {"type": "string", "enum": list(_TITLES.values())},
+                       "details": {"type": "string"},
+                       "code": {"type": "string", "enum": list(_TITLES)}}}}}}
+_REPORT_DOC: dict[str, Any] = secured(MESSENTE_BASIC, {
+    "requestBody": {"required": True, "content": json_content({
+        "type": "object", "title": "StatisticsReportSettings",
+        "required": ["start_date", "end_date"],
+        "properties": {
+            "start_date": {"type": "string", "format": "date"},
+            "end_date": {"type": "string", "format": "date",
+                         "description": "inclusive: the report covers whole UTC days"},
+            "message_types": {"type": "array", "items": {
+                "type": "string", "enum": sorted(MESSAGE_TYPES)}}}},
+        {"start_date": "2026-01-01", "end_date": "2026-01-31", "message_types": ["sms"]})},
+    "responses": {
+        "200": answer("Messages sent and their price, per destination country", {
+            "type": "object", "title": "StatisticsReportSuccess", "required": ["reports"],
+            "properties": {"reports": {"type": "array", "items": {
+                "type": "object", "title": "StatisticsReport",
+                "required": ["total_messages", "total_price", "country"],
+                "properties": {"total_messages": {"type": "integer"},
+                               "total_price": {"type": "string"},
+                               "country": {"type": "string"}}}}}},
+            {"reports": [{"total_messages": 12, "total_price": "0.42", "country": "Estonia"}]}),
+        "400": answer("The body is not JSON", _STATISTICS_ERROR,
+                      statistics_error_body("100", "the body is not valid JSON")),
+        "401": answer("Missing or wrong credentials", _STATISTICS_ERROR,
+                      statistics_error_body("103", "Wrong username or password"),
+                      {"WWW-Authenticate": {"schema": {"type": "string"}}}),
+        "422": answer("Invalid dates or message types", _STATISTICS_ERROR,
+                      statistics_error_body("104", "start_date is after end_date")),
+        "500": answer("Something failed on the server; 503 with Retry-After while the database "
+                      "is unavailable", _STATISTICS_ERROR,
+                      statistics_error_body("105", UNAVAILABLE), RETRY_AFTER)},
+})
+_ERROR_CODES = ("`ERROR 101` wrong credentials, `ERROR 102` a parameter missing, `ERROR 209` "
+                "the database unavailable")
+_BALANCE_DOC = legacy({"responses": {"200": text_answer(
+    f"`OK <balance>`, `OK unlimited` for an account without a prepaid balance; or "
+    f"{_ERROR_CODES}", "OK 10.23")}})
+_PRICELIST_DOC = legacy({
+    "parameters": [{"name": "channel", "in": "query", "required": False,
+                    "schema": {"type": "string", "default": "sms"},
+                    "description": "whose prices: sms, viber, whatsapp, telegram, hlr"}],
+    "responses": {"200": {
+        "description": f"The price list as CSV (one row per network); or {_ERROR_CODES}",
+        "content": {"text/csv": {"schema": {"type": "string"}, "example": render_csv([])},
+                    "text/plain": {"schema": {"type": "string"}, "example": "ERROR 101"}}}}})
+_PRICES_DOC = legacy({
+    "parameters": [
+        {"name": "country", "in": "query", "required": True,
+         "schema": {"type": "string", "minLength": 2, "maxLength": 2},
+         "description": "ISO 3166-1 alpha-2 code"},
+        {"name": "format", "in": "query", "required": False,
+         "schema": {"type": "string", "enum": ["json", "xml"], "default": "json"}},
+        {"name": "channel", "in": "query", "required": False,
+         "schema": {"type": "string", "default": "sms"}}],
+    "responses": {"200": {
+        "description": "The country's prices per network; or `ERROR 104` an unknown country, "
+                       "`ERROR 105` no price for it, `ERROR 106` an unknown format, "
+                       + _ERROR_CODES,
+        "content": {
+            "application/json": {"schema": {
+                "type": "object", "title": "Price",
+                "required": ["country", "name", "prefix", "networks"],
+                "properties": {"country": {"type": "string"}, "name": {"type": "string"},
+                               "prefix": {"type": "string"},
+                               "networks": {"type": "array", "items": {
+                                   "type": "object", "required": ["name", "price", "mccmnc"],
+                                   "properties": {"name": {"type": "string"},
+                                                  "price": {"type": "string"},
+                                                  "mccmnc": {"type": "string"}}}}}},
+                "example": {"country": "EE", "name": "Estonia", "prefix": "372", "networks": [
+                    {"name": "Telia", "price": "0.0350", "mccmnc": "24801"}]}},
+            "application/xml": {"schema": {"type": "string"}},
+            "text/plain": {"schema": {"type": "string"}, "example": "ERROR 105"}}}}})
 
 
 def _day(body: dict[str, Any], name: str) -> date:
@@ -157,13 +253,14 @@ def build_routes() -> list[LeanRoute]:
             return text("ERROR 209")
         return text("OK unlimited" if amount is None else f"OK {format_amount(amount)}")
 
-    routes.operation("GET", "/get_balance", tags=["Account Balance"],
-                     summary="The prepaid balance: OK <amount>, or OK unlimited")(balance)
-    routes.operation("POST", "/get_balance", tags=["Account Balance"],
-                     summary="The prepaid balance: OK <amount>, or OK unlimited")(balance)
+    for method in ("GET", "POST"):
+        routes.operation(method, "/get_balance", tags=["Account Balance"],
+                         summary="The prepaid balance: OK <amount>, or OK unlimited",
+                         openapi_extra=_BALANCE_DOC)(balance)
 
     @routes.operation("GET", "/pricelist", tags=["Pricing"],
-                      summary="The account's prices as CSV: Country,Code,MCCMNC,Network,Price")
+                      summary="The account's prices as CSV: Country,Code,MCCMNC,Network,Price",
+                      openapi_extra=_PRICELIST_DOC)
     async def pricelist(request: Request) -> Response:
         found = await legacy_account(request)
         if isinstance(found, Response):
@@ -176,7 +273,8 @@ def build_routes() -> list[LeanRoute]:
         return text(render_csv(rows), "text/csv")
 
     @routes.operation("GET", "/prices", tags=["Pricing"],
-                      summary="One country's prices per network, as JSON or XML")
+                      summary="One country's prices per network, as JSON or XML",
+                      openapi_extra=_PRICES_DOC)
     async def country_prices(request: Request) -> Response:
         found = await legacy_account(request)
         if isinstance(found, Response):

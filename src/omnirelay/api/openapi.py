@@ -27,7 +27,13 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
                                   "as the password, as the Twilio SDKs send them."},
     OPERATOR_BEARER: {"type": "http", "scheme": "bearer",
                       "description": "The operator API's `[admin] token`."},
+    # Messente's legacy endpoints take the same username and password as query parameters.
+    "apiUsername": {"type": "apiKey", "in": "query", "name": "username",
+                    "description": "The account's API username (legacy endpoints)."},
+    "apiPassword": {"type": "apiKey", "in": "query", "name": "password",
+                    "description": "The account's API password (legacy endpoints)."},
 }
+LEGACY_CREDENTIALS: dict[str, list[str]] = {"apiUsername": [], "apiPassword": []}
 
 NULLABLE_STRING: dict[str, Any] = {"type": ["string", "null"]}
 UUID: dict[str, Any] = {"type": "string", "format": "uuid"}
@@ -55,10 +61,10 @@ TWILIO_ERROR: dict[str, Any] = {
         "detail": {"type": "string", "description": "401 only"},
     },
 }
-_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again",
+RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying again",
                                 "schema": {"type": "integer"}}}
 OPERATOR_REFUSED = "a valid operator token is required (Authorization: Bearer)"
-_UNAVAILABLE = "the database is unavailable; nothing was stored, try again shortly"
+UNAVAILABLE = "the database is unavailable; nothing was stored, try again shortly"
 
 
 def json_content(schema: dict[str, Any], example: Any = None) -> dict[str, Any]:
@@ -100,7 +106,7 @@ def messente_errors(*statuses: int, invalid: tuple[str, str, str | None] | None 
         409: answer("Conflicts with what exists (a name already taken)", MESSENTE_ERROR,
                     messente_error("105", "an account named 'acme' exists already")),
         503: answer("The database is unavailable; nothing was stored", MESSENTE_ERROR,
-                    messente_error("104", _UNAVAILABLE), _RETRY_AFTER),
+                    messente_error("104", UNAVAILABLE), RETRY_AFTER),
     }
     return {str(status): described[status] for status in statuses}
 
@@ -116,7 +122,7 @@ def twilio_errors(*statuses: int, invalid: TwilioError | None = None) -> dict[st
               not_found("/2010-04-01/Accounts/AC00000000000000000000000000000000/Messages/"
                         "SM00000000000000000000000000000000.json"), None),
         503: ("The database is unavailable; nothing was stored",
-              twilio_error(20503, detail=_UNAVAILABLE), _RETRY_AFTER),
+              twilio_error(20503, detail=UNAVAILABLE), RETRY_AFTER),
     }
     documented: dict[str, Any] = {}
     for status in statuses:
@@ -129,13 +135,32 @@ def secured(scheme: str, doc: dict[str, Any]) -> dict[str, Any]:
     return {"security": [{scheme: []}], **doc}
 
 
+def legacy(doc: dict[str, Any]) -> dict[str, Any]:
+    """A legacy endpoint's documentation: credentials in the query, every answer a 200."""
+    return {"security": [LEGACY_CREDENTIALS], **doc}
+
+
+def text_answer(description: str, example: str, media_type: str = "text/plain"
+                ) -> dict[str, Any]:
+    return {"description": description,
+            "content": {media_type: {"schema": {"type": "string"}, "example": example}}}
+
+
 def finish(schema: dict[str, Any]) -> None:
-    """Drop FastAPI's 422, which no route answers (bad input is a 400 in the surface's format),
-    and declare the security schemes the operations use."""
+    """Drop FastAPI's own 422, which no route answers (bad input is answered in the surface's
+    format), and declare the security schemes the operations use."""
     used: set[str] = set()
     for operations in schema.get("paths", {}).values():
         for operation in operations.values():
-            operation.get("responses", {}).pop("422", None)
+            responses = operation.get("responses", {})
+            if "HTTPValidationError" in orjson.dumps(responses.get("422")).decode():
+                del responses["422"]
+            for response in responses.values():
+                # FastAPI's placeholder for an answer it knows nothing of, where the route
+                # documents its own media types (text, CSV, XML).
+                content = response.get("content", {})
+                if content.get("application/json") == {"schema": {}} and len(content) > 1:
+                    del content["application/json"]
             for requirement in operation.get("security", ()):
                 used.update(requirement)
     components = schema.setdefault("components", {})

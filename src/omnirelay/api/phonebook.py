@@ -8,6 +8,7 @@ with the same credentials. Errors use Phonebook's own body, `{"errors":[{"title"
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from omnirelay.api.messente import account_of, json_response, runtime_of
+from omnirelay.api.openapi import MESSENTE_BASIC, RETRY_AFTER, UNAVAILABLE, answer, json_content, secured
 from omnirelay.api.requests import BodyError, read_json
 from omnirelay.api.routing import Endpoint, LeanRoute, Routes
 from omnirelay.core import phonebook as pb
@@ -31,10 +33,13 @@ TITLES = {"201": "Invalid data", "202": "Unauthorized", "203": "Missing resource
 STATUSES = {"201": 400, "202": 401, "203": 404, "204": 409, "244": 400, "205": 500}
 
 
+def error_body(code: str, detail: str) -> dict[str, Any]:
+    return {"errors": [{"title": TITLES[code], "detail": detail, "code": code}]}
+
+
 def error(code: str, detail: str, status: int | None = None,
           headers: dict[str, str] | None = None) -> Response:
-    body = {"errors": [{"title": TITLES[code], "detail": detail, "code": code}]}
-    return Response(orjson.dumps(body), status_code=status or STATUSES[code],
+    return Response(orjson.dumps(error_body(code, detail)), status_code=status or STATUSES[code],
                     media_type="application/json", headers=headers)
 
 
@@ -101,22 +106,98 @@ def group_in_path(request: Request) -> str | None:
     return group_id if pb.is_group_id(group_id) else None
 
 
-def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"requestBody": {"required": True,
-                            "content": {"application/json": {"schema": schema}}}}
+# What /docs says. The examples are built by the functions that build the real answers.
 
-
-_PHONE = {"type": "string", "example": "+37251000000", "description": "E.164"}
+_PHONE = {"type": "string", "description": "E.164; spaces and dashes are accepted and dropped"}
 _NULLABLE = {"type": ["string", "null"], "maxLength": pb.MAX_FIELD}
-_CONTACT_DOC = _json_body({"type": "object", "required": ["phoneNumber"], "properties": {
-    "phoneNumber": _PHONE, **dict.fromkeys(pb.CONTACT_FIELDS, _NULLABLE)}})
-_UPDATE_DOC = _json_body({"type": "object", "minProperties": 1,
-                          "properties": dict.fromkeys(pb.CONTACT_FIELDS, _NULLABLE)})
-_NAME_DOC = _json_body({"type": "object", "required": ["name"], "properties": {
-    "name": {"type": "string", "minLength": 1, "maxLength": pb.MAX_FIELD}}})
-_BLACKLIST_DOC = _json_body({"type": "object", "required": ["phoneNumber"],
-                             "properties": {"phoneNumber": _PHONE}})
-_GROUP_IDS_DOC: dict[str, Any] = {"parameters": [{
+_EXAMPLE_PHONE = "+37251000000"
+PHONEBOOK_ERROR: dict[str, Any] = {
+    "type": "object", "title": "ErrorPhonebook", "required": ["errors"],
+    "properties": {"errors": {"type": "array", "minItems": 1, "items": {
+        "type": "object", "required": ["title", "detail", "code"],
+        "properties": {"title": {"type": "string", "enum": list(TITLES.values())},
+                       "detail": {"type": "string"},
+                       "code": {"type": "string", "enum": list(TITLES)}}}}},
+}
+_CONTACT: dict[str, Any] = {
+    "type": "object", "title": "ContactResponseFields",
+    "required": ["phoneNumber", *pb.CONTACT_FIELDS, "scheduledDeletionDate"],
+    "properties": {"phoneNumber": _PHONE, **dict.fromkeys(pb.CONTACT_FIELDS, _NULLABLE),
+                   "scheduledDeletionDate": {"type": "null",
+                                             "description": "always null: omnirelay deletes "
+                                                            "no contact by itself"}}}
+_CONTACT_EXAMPLE = contact_body(Contact(_EXAMPLE_PHONE, {
+    **dict.fromkeys(pb.CONTACT_FIELDS.values()), "first_name": "Ada", "last_name": "Lovelace",
+    "email": "ada@example.com"}))
+_GROUP: dict[str, Any] = {
+    "type": "object", "title": "GroupResponseFields",
+    "required": ["id", "name", "createdOn", "contactsCount"],
+    "properties": {"id": {"type": "string", "format": "uuid"}, "name": {"type": "string"},
+                   "createdOn": {"type": "string", "description": "UTC, microseconds"},
+                   "contactsCount": {"type": "integer", "minimum": 0}}}
+_GROUP_EXAMPLE = group_body(Group("5792a02a-e5c2-422b-a0a0-0ae65d814663", "Customers",
+                                  datetime(2026, 1, 2, 3, 4, 5, 678901), 1))
+
+
+def _envelope(title: str, name: str, item: dict[str, Any], many: bool = False
+              ) -> dict[str, Any]:
+    field = {"type": "array", "items": item} if many else item
+    return {"type": "object", "title": title, "required": [name], "properties": {name: field}}
+
+
+def _errors(*statuses: int, missing: str = f"no contact with the number {_EXAMPLE_PHONE}",
+            conflict: str = f"{_EXAMPLE_PHONE} is blacklisted already",
+            invalid: str = "phone is not a valid phone number") -> dict[str, Any]:
+    described = {
+        400: answer("Invalid data: `detail` says which", PHONEBOOK_ERROR,
+                    error_body("201", invalid)),
+        401: answer("Missing or wrong credentials", PHONEBOOK_ERROR,
+                    error_body("202", "Wrong username or password"),
+                    {"WWW-Authenticate": {"schema": {"type": "string"}}}),
+        404: answer("Not found in this account's phonebook", PHONEBOOK_ERROR,
+                    error_body("203", missing)),
+        409: answer("Exists already", PHONEBOOK_ERROR, error_body("204", conflict)),
+    }
+    documented = {str(status): described[status] for status in statuses}
+    documented["default"] = answer("Any other failure; 503 with Retry-After while the database "
+                                   "is unavailable", PHONEBOOK_ERROR,
+                                   error_body("205", UNAVAILABLE), RETRY_AFTER)
+    return documented
+
+
+def _doc(ok: dict[str, Any], *errors: int, body: tuple[dict[str, Any], Any] | None = None,
+         extra: dict[str, Any] | None = None, **details: str) -> dict[str, Any]:
+    doc: dict[str, Any] = {"responses": {**ok, **_errors(*errors, **details)}, **(extra or {})}
+    if body is not None:
+        doc["requestBody"] = {"required": True, "content": json_content(*body)}
+    return secured(MESSENTE_BASIC, doc)
+
+
+def _ok(status: int, description: str, schema: dict[str, Any] | None = None,
+        example: Any = None) -> dict[str, Any]:
+    if schema is None:
+        return {str(status): {"description": description}}
+    return {str(status): answer(description, schema, example)}
+
+
+_CONTACT_FIELDS: dict[str, Any] = {
+    "type": "object", "title": "ContactFields", "required": ["phoneNumber"],
+    "properties": {"phoneNumber": _PHONE, **dict.fromkeys(pb.CONTACT_FIELDS, _NULLABLE)}}
+_CONTACT_UPDATE: dict[str, Any] = {
+    "type": "object", "title": "ContactUpdateFields", "minProperties": 1,
+    "properties": dict.fromkeys(pb.CONTACT_FIELDS, _NULLABLE)}
+_GROUP_NAME: dict[str, Any] = {
+    "type": "object", "title": "GroupName", "required": ["name"],
+    "properties": {"name": {"type": "string", "minLength": 1, "maxLength": pb.MAX_FIELD}}}
+_TO_BLACKLIST: dict[str, Any] = {"type": "object", "title": "NumberToBlacklist",
+                                 "required": ["phoneNumber"], "properties": {"phoneNumber": _PHONE}}
+_CONTACT_ENVELOPE = _envelope("ContactEnvelope", "contact", _CONTACT)
+_GROUP_ENVELOPE = _envelope("GroupEnvelope", "group", _GROUP)
+_GROUPS = _ok(200, "The groups, oldest first",
+              _envelope("GroupListEnvelope", "groups", _GROUP, many=True),
+              {"groups": [_GROUP_EXAMPLE]})
+_NO_GROUP = "no such group"
+_GROUP_IDS: dict[str, Any] = {"parameters": [{
     "name": "groupIds", "in": "query", "required": False, "style": "form", "explode": True,
     "description": "only contacts in any of these groups",
     "schema": {"type": "array", "items": {"type": "string", "format": "uuid"}}}]}
@@ -124,37 +205,51 @@ _GROUP_IDS_DOC: dict[str, Any] = {"parameters": [{
 
 def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[LeanRoute]:
     """Mounted under /v1, and again at / like the Omnimessage routes."""
-    routes = Routes(tags=["Phonebook"])
+    routes = Routes()
 
-    def route(method: str, path: str, summary: str, status_code: int = 200,
-              doc: dict[str, Any] | None = None) -> Callable[[Handler], Endpoint]:
+    def route(method: str, path: str, summary: str, doc: dict[str, Any]
+              ) -> Callable[[Handler], Endpoint]:
+        # Tagged as Messente's spec tags them (memberships are the contacts'); the answer's
+        # status is the first documented one.
+        tag = "Contacts" if "contacts" in path else path.split("/")[1].capitalize()
+        status = int(next(iter(doc["responses"])))
+
         def register(handler: Handler) -> Endpoint:
-            return routes.operation(method, "/phonebook" + path, summary=summary,
-                                    status_code=status_code, openapi_extra=doc)(guarded(handler))
+            return routes.operation(method, "/phonebook" + path, summary=summary, tags=[tag],
+                                    status_code=status, openapi_extra=doc)(guarded(handler))
         return register
 
     # blacklist -----------------------------------------------------------------------------
 
-    @route("GET", "/blacklist", "Every blacklisted phone number")
+    @route("GET", "/blacklist", "Every blacklisted phone number", _doc(_ok(
+        200, "The blacklisted numbers", {"type": "object", "title": "FetchBlacklistSuccess",
+                                         "required": ["phoneNumbers"], "properties": {
+                                             "phoneNumbers": {"type": "array", "items": _PHONE}}},
+        {"phoneNumbers": [_EXAMPLE_PHONE]}), 401))
     async def fetch_blacklist(_request: Request, account: Account, book: Phonebook) -> Response:
         return json_response(200, {"phoneNumbers": await book.blacklist(account.id)})
 
     @route("POST", "/blacklist", "Blacklist a phone number: nothing is sent to it again",
-           204, _BLACKLIST_DOC)
+           _doc(_ok(204, "Blacklisted"), 400, 401, 409,
+                body=(_TO_BLACKLIST, {"phoneNumber": _EXAMPLE_PHONE})))
     async def add_to_blacklist(request: Request, account: Account, book: Phonebook) -> Response:
         number = pb.number_to_blacklist(await body_of(request))
         if not await book.add_to_blacklist(account.id, number, utcnow()):
             return error("204", f"{number} is blacklisted already")
         return no_content()
 
-    @route("GET", "/blacklist/{phone}", "204 if the number is blacklisted, else 404", 204)
+    @route("GET", "/blacklist/{phone}", "204 if the number is blacklisted, else 404",
+           _doc(_ok(204, "The number is blacklisted"), 400, 401, 404,
+                missing=f"{_EXAMPLE_PHONE} is not blacklisted"))
     async def is_blacklisted(request: Request, account: Account, book: Phonebook) -> Response:
         number = phone_in_path(request)
         if not await book.is_blacklisted(account.id, number):
             return error("203", f"{number} is not blacklisted")
         return no_content()
 
-    @route("DELETE", "/blacklist/{phone}", "Take a number off the blacklist", 204)
+    @route("DELETE", "/blacklist/{phone}", "Take a number off the blacklist",
+           _doc(_ok(204, "Off the blacklist"), 400, 401, 404,
+                missing=f"{_EXAMPLE_PHONE} is not blacklisted"))
     async def delete_from_blacklist(request: Request, account: Account,
                                     book: Phonebook) -> Response:
         number = phone_in_path(request)
@@ -165,13 +260,19 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
     # contacts ------------------------------------------------------------------------------
 
     @route("GET", "/contacts", "Every contact, or those in any of the groups given",
-           doc=_GROUP_IDS_DOC)
+           _doc(_ok(200, "The contacts", _envelope("ContactListEnvelope", "contacts", _CONTACT,
+                                                   many=True), {"contacts": [_CONTACT_EXAMPLE]}),
+                400, 401, invalid="groupIds[0] is not a group id", extra=_GROUP_IDS))
     async def fetch_contacts(request: Request, account: Account, book: Phonebook) -> Response:
         groups = pb.group_ids(request.query_params.getlist("groupIds"))
         contacts = await book.contacts(account.id, groups)
         return json_response(200, {"contacts": [contact_body(c) for c in contacts]})
 
-    @route("POST", "/contacts", "Create a contact", 201, _CONTACT_DOC)
+    @route("POST", "/contacts", "Create a contact",
+           _doc(_ok(201, "Created", _CONTACT_ENVELOPE, {"contact": _CONTACT_EXAMPLE}),
+                400, 401, 409, conflict=f"a contact with the number {_EXAMPLE_PHONE} exists "
+                "already", body=(_CONTACT_FIELDS, {"phoneNumber": _EXAMPLE_PHONE,
+                                                   "firstName": "Ada"})))
     async def create_contact(request: Request, account: Account, book: Phonebook) -> Response:
         number, details = pb.new_contact(await body_of(request))
         contact = await book.create_contact(account.id, number, details, utcnow())
@@ -179,7 +280,9 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
             return error("204", f"a contact with the number {number} exists already")
         return json_response(201, {"contact": contact_body(contact)})
 
-    @route("GET", "/contacts/{phone}", "One contact")
+    @route("GET", "/contacts/{phone}", "One contact",
+           _doc(_ok(200, "The contact", _CONTACT_ENVELOPE, {"contact": _CONTACT_EXAMPLE}),
+                400, 401, 404))
     async def fetch_contact(request: Request, account: Account, book: Phonebook) -> Response:
         number = phone_in_path(request)
         contact = await book.contact(account.id, number)
@@ -188,7 +291,9 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
         return json_response(200, {"contact": contact_body(contact)})
 
     @route("PATCH", "/contacts/{phone}", "Change some of a contact's fields; null clears one",
-           doc=_UPDATE_DOC)
+           _doc(_ok(200, "The contact as it is now", _CONTACT_ENVELOPE,
+                    {"contact": _CONTACT_EXAMPLE}), 400, 401, 404,
+                body=(_CONTACT_UPDATE, {"firstName": "Ada", "company": None})))
     async def update_contact(request: Request, account: Account, book: Phonebook) -> Response:
         number = phone_in_path(request)
         changes = pb.contact_changes(await body_of(request))
@@ -197,14 +302,16 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
             return error("203", f"no contact with the number {number}")
         return json_response(200, {"contact": contact_body(contact)})
 
-    @route("DELETE", "/contacts/{phone}", "Delete a contact (and its group memberships)", 204)
+    @route("DELETE", "/contacts/{phone}", "Delete a contact (and its group memberships)",
+           _doc(_ok(204, "Deleted"), 400, 401, 404))
     async def delete_contact(request: Request, account: Account, book: Phonebook) -> Response:
         number = phone_in_path(request)
         if not await book.delete_contact(account.id, number):
             return error("203", f"no contact with the number {number}")
         return no_content()
 
-    @route("GET", "/contacts/{phone}/groups", "The groups a contact is in")
+    @route("GET", "/contacts/{phone}/groups", "The groups a contact is in",
+           _doc(_GROUPS, 400, 401, 404))
     async def fetch_contact_groups(request: Request, account: Account,
                                    book: Phonebook) -> Response:
         number = phone_in_path(request)
@@ -215,18 +322,22 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
 
     # groups --------------------------------------------------------------------------------
 
-    @route("GET", "/groups", "Every group")
+    @route("GET", "/groups", "Every group", _doc(_GROUPS, 401))
     async def fetch_groups(_request: Request, account: Account, book: Phonebook) -> Response:
         return json_response(200, {"groups": [group_body(g) for g in
                                               await book.groups(account.id)]})
 
-    @route("POST", "/groups", "Create a group", 201, _NAME_DOC)
+    @route("POST", "/groups", "Create a group",
+           _doc(_ok(201, "Created", _GROUP_ENVELOPE, {"group": _GROUP_EXAMPLE}), 400, 401,
+                invalid="name is required", body=(_GROUP_NAME, {"name": "Customers"})))
     async def create_group(request: Request, account: Account, book: Phonebook) -> Response:
         name = pb.group_name(await body_of(request))
         return json_response(201, {"group": group_body(
             await book.create_group(account.id, name, utcnow()))})
 
-    @route("GET", "/groups/{group_id}", "One group")
+    @route("GET", "/groups/{group_id}", "One group",
+           _doc(_ok(200, "The group", _GROUP_ENVELOPE, {"group": _GROUP_EXAMPLE}), 401, 404,
+                missing=_NO_GROUP))
     async def fetch_group(request: Request, account: Account, book: Phonebook) -> Response:
         group_id = group_in_path(request)
         group = await book.group(account.id, group_id) if group_id else None
@@ -234,7 +345,10 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
             return error("203", "no such group")
         return json_response(200, {"group": group_body(group)})
 
-    @route("PUT", "/groups/{group_id}", "Rename a group", doc=_NAME_DOC)
+    @route("PUT", "/groups/{group_id}", "Rename a group",
+           _doc(_ok(200, "The group renamed", _GROUP_ENVELOPE, {"group": _GROUP_EXAMPLE}),
+                400, 401, 404, missing=_NO_GROUP, invalid="name is required",
+                body=(_GROUP_NAME, {"name": "Customers"})))
     async def update_group(request: Request, account: Account, book: Phonebook) -> Response:
         group_id = group_in_path(request)
         name = pb.group_name(await body_of(request))
@@ -243,14 +357,19 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
             return error("203", "no such group")
         return json_response(200, {"group": group_body(group)})
 
-    @route("DELETE", "/groups/{group_id}", "Delete a group; its contacts stay", 204)
+    @route("DELETE", "/groups/{group_id}", "Delete a group; its contacts stay",
+           _doc(_ok(204, "Deleted"), 401, 404, missing=_NO_GROUP))
     async def delete_group(request: Request, account: Account, book: Phonebook) -> Response:
         group_id = group_in_path(request)
         if not group_id or not await book.delete_group(account.id, group_id):
             return error("203", "no such group")
         return no_content()
 
-    @route("POST", "/groups/{group_id}/contacts/{phone}", "Add a contact to a group", 201)
+    @route("POST", "/groups/{group_id}/contacts/{phone}", "Add a contact to a group",
+           _doc(_ok(201, "Added", {"type": "object", "maxProperties": 0, "title": "EmptyObject"},
+                    {}), 400, 401, 404, 409,
+                missing=f"no such group, or no contact with the number {_EXAMPLE_PHONE}",
+                conflict=f"{_EXAMPLE_PHONE} is in the group already"))
     async def add_contact_to_group(request: Request, account: Account,
                                    book: Phonebook) -> Response:
         number = phone_in_path(request)
@@ -264,7 +383,8 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
         return json_response(201, {})
 
     @route("DELETE", "/groups/{group_id}/contacts/{phone}", "Remove a contact from a group",
-           204)
+           _doc(_ok(204, "Removed"), 400, 401, 404,
+                missing=f"no such group, or {_EXAMPLE_PHONE} is not in it"))
     async def remove_contact_from_group(request: Request, account: Account,
                                         book: Phonebook) -> Response:
         number = phone_in_path(request)
