@@ -170,6 +170,12 @@ def test_statistics_errors_are_in_the_statistics_shape(server: LiveServer,
     statistics_error(server, account, b'{"end_date": "2026-12-01"}', 422, "104")
     statistics_error(server, account, b'["not", "an", "object"]', 422, "104")
     statistics_error(server, account, b"{not json", 400, "100")
+    # Answered outside the handler (the router's 405) and still in the statistics shape.
+    wrong_method = httpx.get(server.base_url + "/v1/statistics/reports",
+                             auth=(account.api_username, account.api_password))
+    assert wrong_method.status_code == 405 and wrong_method.headers["allow"] == "POST"
+    assert_matches(wrong_method.json(), "ErrorStatistics")
+    assert [e["code"] for e in wrong_method.json()["errors"]] == ["100"]
 
 
 # --- balance and pricing -----------------------------------------------------------------------
