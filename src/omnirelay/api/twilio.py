@@ -23,9 +23,11 @@ from starlette.responses import Response
 
 from omnirelay.api import openapi
 from omnirelay.api.auth import authenticate_twilio, basic_credentials
+from omnirelay.api.idempotency import Created, idempotent, read_key
 from omnirelay.api.openapi import NULLABLE_STRING, TWILIO_BASIC, twilio_errors
 from omnirelay.api.requests import BodyError, read_body
 from omnirelay.api.routing import LeanRoute, Routes
+from omnirelay.core.idempotency import HEADER, TWILIO_CREATE, form_fingerprint
 from omnirelay.core.omnimessage import PRIORITIES
 from omnirelay.core.sms import content_options, count_segments
 from omnirelay.core.timefmt import utcnow
@@ -222,6 +224,11 @@ def twilio_formatter(request: Request, status: int, detail: str) -> Response:
     return error_response(for_http_status(status, request.url.path, detail))
 
 
+def key_reused() -> Response:
+    return error_response(TwilioError(20001, f"This {HEADER} was already used with different "
+                                             "parameters; use a new key for a new message", 422))
+
+
 def json_response(status: int, body: Any) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
 
@@ -345,12 +352,20 @@ def build_routes(window: ScheduleWindow) -> list[LeanRoute]:
 
         async def handle() -> Response:
             ctx = await authorize(request, account_sid)
+            key, bad_key = read_key(request)
+            if bad_key is not None:
+                raise invalid_parameter(bad_key)
             form = await read_form(request, ctx.runtime.settings.max_body_bytes)
-            now = utcnow()
-            message = new_omnimessage(ctx.account, parse_create(form, now=now, window=window))
-            await ctx.runtime.accept([message])
-            return json_response(201, message_resource(
-                accepted_view(message, now), ctx.account.twilio_account_sid, now))
+
+            def build() -> Created:
+                now = utcnow()
+                message = new_omnimessage(ctx.account, parse_create(form, now=now, window=window))
+                return Created([message], 201, orjson.dumps(message_resource(
+                    accepted_view(message, now), ctx.account.twilio_account_sid, now)))
+
+            return await idempotent(ctx.runtime, ctx.account.id, key,
+                                    lambda: form_fingerprint(TWILIO_CREATE, form), build,
+                                    key_reused)
 
         return await answer(handle)
 
