@@ -29,7 +29,10 @@ from messente_api import (
 )
 from sqlalchemy import func, select, update
 
+from omnirelay.config import load_settings
 from omnirelay.core.timefmt import utcnow
+from omnirelay.errors import ConfigError
+from omnirelay.runtime import Runtime
 from omnirelay.store.retention import Retention
 from omnirelay.store.tables import idempotency_keys, omnimessages
 from tests.support import LiveServer, create_account, make_settings, start_live_server, wait_until
@@ -314,3 +317,19 @@ def test_a_retry_to_another_process_while_the_first_is_uncommitted_sends_once(
     finally:
         two.stop()
         one.stop()
+
+
+def test_the_window_is_a_setting_with_named_mistakes() -> None:
+    settings = load_settings(None, environ={"OMNIRELAY_IDEMPOTENCY__WINDOW_HOURS": "2"})
+    assert settings.idempotency.window_hours == 2.0
+    runtime = Runtime(settings)
+    try:
+        assert runtime.idempotency.window == timedelta(hours=2)
+    finally:
+        runtime.close()
+    for wrong in (0, -1, 10_000):
+        with pytest.raises(ConfigError, match=r"\[idempotency\] window_hours: must be a "
+                                              r"positive number of hours"):
+            load_settings(None, environ={}, overrides={"idempotency": {"window_hours": wrong}})
+    with pytest.raises(ConfigError, match="did you mean window_hours"):
+        load_settings(None, environ={}, overrides={"idempotency": {"window_hour": 1}})
