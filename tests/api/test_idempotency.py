@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -333,3 +334,22 @@ def test_the_window_is_a_setting_with_named_mistakes() -> None:
             load_settings(None, environ={}, overrides={"idempotency": {"window_hours": wrong}})
     with pytest.raises(ConfigError, match="did you mean window_hours"):
         load_settings(None, environ={}, overrides={"idempotency": {"window_hour": 1}})
+
+
+def test_a_request_whose_store_failed_leaves_the_key_free(tmp_path: Path) -> None:
+    """A 503 (here: SQLite locked past database_timeout) committed neither the message nor the
+    key, so the retry sends, once."""
+    url = f"sqlite:///{tmp_path}/omnirelay.db"
+    server = start_live_server(make_settings(url, database_timeout=0.5))
+    try:
+        account = server.call(create_account(server.runtime))
+        with writes_held(url):
+            failed = post(server, account, "after-503")
+        assert failed.status_code == 503
+        assert (stored(server), keys(server)) == (0, 0)
+        retried = post(server, account, "after-503")
+        assert retried.status_code == 201 and "idempotent-replayed" not in retried.headers
+        assert post(server, account, "after-503").content == retried.content
+        assert stored(server) == 1
+    finally:
+        server.stop()

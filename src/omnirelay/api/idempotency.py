@@ -14,17 +14,28 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from omnirelay.core.idempotency import HEADER, key_problem
+from omnirelay.core.idempotency import HEADER, MAX_LENGTH, key_problem
 from omnirelay.idempotency import Claim
 from omnirelay.runtime import Runtime
 from omnirelay.store.idempotency import Remembered
 from omnirelay.store.queries import NewOmnimessage
 
 REPLAYED = "Idempotent-Replayed"
+# The header as /openapi.json shows it on each create. (A reused key's 422 is told here: the
+# document lists no 422 answers, which elsewhere would be FastAPI's own.)
+OPENAPI_PARAMETER: dict[str, Any] = {
+    "name": HEADER, "in": "header", "required": False,
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_LENGTH,
+               "pattern": "^[ -~]+$"},
+    "description": "Makes a retry safe: the same key with the same request within the window "
+                   "answers the first answer again (with Idempotent-Replayed: true) and sends "
+                   "nothing; with another request it answers 422. Per account; 1 to 255 "
+                   "printable ASCII characters."}
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from starlette.responses import Response
 
 from omnirelay.api.auth import authenticate_api_user
 from omnirelay.api.errors import error_item, error_response, unauthorized
-from omnirelay.api.idempotency import Created, idempotent, read_key
+from omnirelay.api.idempotency import OPENAPI_PARAMETER, Created, idempotent, read_key
 from omnirelay.api.openapi import (
     MESSENTE_BASIC,
     MESSENTE_ERROR,
@@ -190,6 +190,9 @@ _CANCEL_DOC: dict[str, Any] = secured(MESSENTE_BASIC, {"responses": {
     "202": answer("Canceled before it was sent", {"type": "object", "maxProperties": 0}, {}),
     **messente_errors(401, 404, 503, missing="omnimessage "
                       "0b6f2a52-3c1e-4f6a-9d2b-7e5c4a3b2d10 not found, or already being sent")}})
+
+for _doc in (_SEND_DOC, _BULK_DOC):  # both sends take an Idempotency-Key
+    _doc.setdefault("parameters", []).append(OPENAPI_PARAMETER)
 
 
 def is_omnimessage_id(text: str) -> bool:

@@ -23,7 +23,7 @@ from starlette.responses import Response
 
 from omnirelay.api import openapi
 from omnirelay.api.auth import authenticate_twilio, basic_credentials
-from omnirelay.api.idempotency import Created, idempotent, read_key
+from omnirelay.api.idempotency import OPENAPI_PARAMETER, Created, idempotent, read_key
 from omnirelay.api.openapi import NULLABLE_STRING, TWILIO_BASIC, twilio_errors
 from omnirelay.api.requests import BodyError, read_body
 from omnirelay.api.routing import LeanRoute, Routes
@@ -141,6 +141,7 @@ _CREATE_DOC: dict[str, Any] = {
                         "201"),
                   **twilio_errors(400, 401, 404, 503)},
 }
+_CREATE_DOC.setdefault("parameters", []).append(OPENAPI_PARAMETER)  # api/idempotency.py
 _LIST_DOC: dict[str, Any] = {
     "security": _TWILIO_SECURITY,
     "responses": {**_ok("A page of messages, newest first", {
