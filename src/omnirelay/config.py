@@ -94,6 +94,12 @@ class RetentionSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class IdempotencySettings:
+    # How long an Idempotency-Key answers its first request again; then it is purged and free.
+    window_hours: float = 24.0
+
+
+@dataclass(frozen=True, slots=True)
 class SandboxSettings:
     delay_ms: int = 100  # from send to status report
     send_delay_ms: int = 0  # how long the upstream takes to accept a batch
@@ -120,6 +126,7 @@ class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    idempotency: IdempotencySettings = field(default_factory=IdempotencySettings)
     # channel name -> provider name; anything not named here is served by the sandbox.
     channels: dict[str, str] = field(default_factory=dict)
     # provider name -> its raw settings table, validated by the provider itself.
@@ -266,7 +273,7 @@ def _coerce(section: str | None, key: str, value: Any, expected: type[Any]) -> A
 
 
 _SECTIONS = ("engine", "webhooks", "sandbox", "server", "retention", "admin", "channels",
-             "providers")
+             "providers", "idempotency")
 
 
 def _build(raw: dict[str, Any]) -> Settings:
@@ -277,6 +284,7 @@ def _build(raw: dict[str, Any]) -> Settings:
     server = _section(raw, "server", ServerSettings)
     retention = _section(raw, "retention", RetentionSettings)
     admin = _section(raw, "admin", AdminSettings)
+    idempotency = _section(raw, "idempotency", IdempotencySettings)
     channels = raw.pop("channels", {}) or {}
     providers = raw.pop("providers", {}) or {}
     if not isinstance(channels, dict):
@@ -323,6 +331,7 @@ def _build(raw: dict[str, Any]) -> Settings:
         server=server,
         retention=retention,
         admin=admin,
+        idempotency=idempotency,
         channels=dict(channels),
         providers={k: dict(v) for k, v in providers.items()},
         **values,
@@ -348,6 +357,9 @@ def _validate(settings: Settings) -> None:
             raise _invalid("retention", key, "must be 0 (keep for ever) or more")
     if kept.batch_size < 1:
         raise _invalid("retention", "batch_size", "must be 1 or more")
+    if not 0 < settings.idempotency.window_hours <= 24 * 366:
+        raise _invalid("idempotency", "window_hours", "must be a positive number of hours, at "
+                       "most 8784 (a year)")
     if settings.log_level.lower() not in LOG_LEVELS:
         raise _invalid(None, "log_level", f"must be one of {', '.join(LOG_LEVELS)}, not "
                        f"{settings.log_level!r}")

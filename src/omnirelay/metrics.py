@@ -45,8 +45,8 @@ class Metrics:
                                        "without an account)", ["channel"], registry=self.registry)
         self.retention_purged = Counter("omnirelay_retention_purged",
                                         "Rows deleted by [retention]: omnimessages (with their "
-                                        "attempts and events), inbound, webhooks", ["kind"],
-                                        registry=self.registry)
+                                        "attempts and events), inbound, webhooks, "
+                                        "idempotency_keys", ["kind"], registry=self.registry)
         self._bind_sources: list[BindStates] = []
         self.registry.register(_BindCollector(self._bind_sources))
         self.send_seconds = Histogram("omnirelay_upstream_send_seconds",

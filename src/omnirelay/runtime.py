@@ -30,9 +30,11 @@ from omnirelay.engine.sink import EngineSink
 from omnirelay.engine.wakeup import ATTEMPTS, DEADLINES, WEBHOOKS, Wakeup, listen_postgres
 from omnirelay.engine.webhooks import DEFAULT_SIGNERS, Signer, WebhookSender
 from omnirelay.errors import ConfigError
+from omnirelay.idempotency import Idempotency
 from omnirelay.metrics import Metrics
 from omnirelay.store import migrate
 from omnirelay.store.database import Database, StoreUnavailable
+from omnirelay.store.idempotency import KeyRecord
 from omnirelay.store.queries import NewOmnimessage, Store
 from omnirelay.store.retention import Retention
 from omnirelay.supervisor import Supervisor
@@ -91,6 +93,7 @@ class Runtime:
         self.store = Store(self.db, self.box, self._build_reports, self.metrics,
                            settings.engine.receipt_match_window)
         self.accounts = AccountCache(self.store)
+        self.idempotency = Idempotency(self.store, settings.idempotency.window_hours)
         self.wakeup = Wakeup()
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.supervisor = Supervisor(self.metrics)
@@ -126,12 +129,14 @@ class Runtime:
 
     # used by the API surfaces --------------------------------------------------------------
 
-    async def accept(self, messages: Sequence[NewOmnimessage]) -> None:
+    async def accept(self, messages: Sequence[NewOmnimessage],
+                     remember: KeyRecord | None = None) -> None:
         """Durably store accepted messages (the store's writer commits concurrent requests
-        together) and wake the dispatcher."""
-        if not messages:
+        together) and wake the dispatcher. `remember`: the idempotency key and answer committed
+        with them (raises KeyTaken when another process stored the key first)."""
+        if not messages and remember is None:
             return
-        await self.store.insert_omnimessages(messages, utcnow())
+        await self.store.insert_omnimessages(messages, utcnow(), remember)
         self.wakeup.wake(ATTEMPTS, DEADLINES)
         for message in messages:
             self.metrics.accepted.labels(message.surface).inc()
@@ -155,9 +160,9 @@ class Runtime:
         self.webhook_sender = WebhookSender(self.store, self.accounts, self.settings.webhooks,
                                             self.wakeup.subscribe(WEBHOOKS), self.signers,
                                             self.metrics, production=self.settings.is_production)
+        retention = Retention(self.db, self.settings.retention, self.idempotency.window)
         maintenance = Maintenance(self.store, self.sink, self.settings.engine, self.worker_id,
-                                  self.wakeup, Retention(self.db, self.settings.retention),
-                                  self.metrics)
+                                  self.wakeup, retention, self.metrics)
         stopping = self.supervisor.stopping_event
         self.supervisor.spawn("dispatcher", lambda: self._dispatch(stopping))
         self.supervisor.spawn("webhooks", lambda: self._send_webhooks(stopping))

@@ -16,6 +16,7 @@ from starlette.responses import Response
 
 from omnirelay.api.auth import authenticate_api_user
 from omnirelay.api.errors import error_item, error_response, unauthorized
+from omnirelay.api.idempotency import OPENAPI_PARAMETER, Created, idempotent, read_key
 from omnirelay.api.openapi import (
     MESSENTE_BASIC,
     MESSENTE_ERROR,
@@ -29,6 +30,7 @@ from omnirelay.api.openapi import (
 )
 from omnirelay.api.requests import BodyError, read_json
 from omnirelay.api.routing import LeanRoute, Routes
+from omnirelay.core.idempotency import HEADER, MESSENTE_BULK, MESSENTE_SEND, json_fingerprint
 from omnirelay.core.omnimessage import (
     OmnimessageRequest,
     check_sms_fits,
@@ -189,6 +191,9 @@ _CANCEL_DOC: dict[str, Any] = secured(MESSENTE_BASIC, {"responses": {
     **messente_errors(401, 404, 503, missing="omnimessage "
                       "0b6f2a52-3c1e-4f6a-9d2b-7e5c4a3b2d10 not found, or already being sent")}})
 
+for _doc in (_SEND_DOC, _BULK_DOC):  # both sends take an Idempotency-Key
+    _doc.setdefault("parameters", []).append(OPENAPI_PARAMETER)
+
 
 def is_omnimessage_id(text: str) -> bool:
     """Only an id of the form the gateway issues can exist; anything else (a NUL, which
@@ -242,6 +247,11 @@ def created_body(message: NewOmnimessage) -> dict[str, Any]:
     }
 
 
+def key_reused() -> Response:
+    return error_response("105", f"this {HEADER} was already used with a different request "
+                          "body; use a new key for a new request", HEADER, status=422)
+
+
 def status_item(attempt: AttemptView) -> dict[str, Any]:
     finished = attempt.status is not None
     return {
@@ -268,15 +278,23 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
         account = await account_of(request)
         if account is None:
             return unauthorized()
+        key, bad_key = read_key(request)
+        if bad_key is not None:
+            return error_response("105", bad_key, HEADER)
         try:
             body = await read_json(request, runtime.settings.max_body_bytes)
-            message = new_omnimessage(runtime, account, parse_omnimessage(body))
         except BodyError as exc:
             return error_response("105", exc.detail, exc.source)
-        except RequestError as exc:
-            return error_response(exc.code, exc.detail, exc.source)
-        await runtime.accept([message])
-        return json_response(201, created_body(message))
+
+        def build() -> Created | Response:
+            try:
+                message = new_omnimessage(runtime, account, parse_omnimessage(body))
+            except RequestError as exc:
+                return error_response(exc.code, exc.detail, exc.source)
+            return Created([message], 201, orjson.dumps(created_body(message)))
+
+        return await idempotent(runtime, account.id, key,
+                                lambda: json_fingerprint(MESSENTE_SEND, body), build, key_reused)
 
     @routes.operation("POST", "/omnimessages", status_code=201, tags=["Bulk Messaging"],
                       summary="Send up to 1000 omnimessages", openapi_extra=_BULK_DOC)
@@ -285,6 +303,9 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
         account = await account_of(request)
         if account is None:
             return unauthorized()
+        key, bad_key = read_key(request)
+        if bad_key is not None:
+            return error_response("105", bad_key, HEADER)
         try:
             body = await read_json(request, runtime.settings.max_body_bytes)
         except BodyError as exc:
@@ -299,19 +320,24 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
         if len(items) > MAX_BULK:
             return error_response("105", f"at most {MAX_BULK} omnimessages per request",
                                   "messages")
-        results: list[dict[str, Any]] = []
-        accepted: list[NewOmnimessage] = []
-        for index, item in enumerate(items):
-            try:
-                path = f"messages[{index}]"
-                message = new_omnimessage(runtime, account, parse_omnimessage(item, path), path)
-            except RequestError as exc:
-                results.append({"errors": [error_item(exc.code, exc.detail, exc.source)]})
-                continue
-            accepted.append(message)
-            results.append(created_body(message))
-        await runtime.accept(accepted)
-        return json_response(201, {"messages": results})
+
+        def build() -> Created:
+            results: list[dict[str, Any]] = []
+            accepted: list[NewOmnimessage] = []
+            for index, item in enumerate(items):
+                try:
+                    path = f"messages[{index}]"
+                    message = new_omnimessage(runtime, account, parse_omnimessage(item, path),
+                                              path)
+                except RequestError as exc:
+                    results.append({"errors": [error_item(exc.code, exc.detail, exc.source)]})
+                    continue
+                accepted.append(message)
+                results.append(created_body(message))
+            return Created(accepted, 201, orjson.dumps({"messages": results}))
+
+        return await idempotent(runtime, account.id, key,
+                                lambda: json_fingerprint(MESSENTE_BULK, body), build, key_reused)
 
     @routes.operation("GET", "/omnimessage/{omnimessage_id}/status", tags=["Delivery Report"],
                       summary="Statuses of an omnimessage's channel attempts, in send order",

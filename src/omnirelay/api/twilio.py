@@ -23,9 +23,11 @@ from starlette.responses import Response
 
 from omnirelay.api import openapi
 from omnirelay.api.auth import authenticate_twilio, basic_credentials
+from omnirelay.api.idempotency import OPENAPI_PARAMETER, Created, idempotent, read_key
 from omnirelay.api.openapi import NULLABLE_STRING, TWILIO_BASIC, twilio_errors
 from omnirelay.api.requests import BodyError, read_body
 from omnirelay.api.routing import LeanRoute, Routes
+from omnirelay.core.idempotency import HEADER, TWILIO_CREATE, form_fingerprint
 from omnirelay.core.omnimessage import PRIORITIES
 from omnirelay.core.sms import content_options, count_segments
 from omnirelay.core.timefmt import utcnow
@@ -139,6 +141,7 @@ _CREATE_DOC: dict[str, Any] = {
                         "201"),
                   **twilio_errors(400, 401, 404, 503)},
 }
+_CREATE_DOC.setdefault("parameters", []).append(OPENAPI_PARAMETER)  # api/idempotency.py
 _LIST_DOC: dict[str, Any] = {
     "security": _TWILIO_SECURITY,
     "responses": {**_ok("A page of messages, newest first", {
@@ -220,6 +223,11 @@ def error_response(error: TwilioError) -> Response:
 
 def twilio_formatter(request: Request, status: int, detail: str) -> Response:
     return error_response(for_http_status(status, request.url.path, detail))
+
+
+def key_reused() -> Response:
+    return error_response(TwilioError(20001, f"This {HEADER} was already used with different "
+                                             "parameters; use a new key for a new message", 422))
 
 
 def json_response(status: int, body: Any) -> Response:
@@ -345,12 +353,20 @@ def build_routes(window: ScheduleWindow) -> list[LeanRoute]:
 
         async def handle() -> Response:
             ctx = await authorize(request, account_sid)
+            key, bad_key = read_key(request)
+            if bad_key is not None:
+                raise invalid_parameter(bad_key)
             form = await read_form(request, ctx.runtime.settings.max_body_bytes)
-            now = utcnow()
-            message = new_omnimessage(ctx.account, parse_create(form, now=now, window=window))
-            await ctx.runtime.accept([message])
-            return json_response(201, message_resource(
-                accepted_view(message, now), ctx.account.twilio_account_sid, now))
+
+            def build() -> Created:
+                now = utcnow()
+                message = new_omnimessage(ctx.account, parse_create(form, now=now, window=window))
+                return Created([message], 201, orjson.dumps(message_resource(
+                    accepted_view(message, now), ctx.account.twilio_account_sid, now)))
+
+            return await idempotent(ctx.runtime, ctx.account.id, key,
+                                    lambda: form_fingerprint(TWILIO_CREATE, form), build,
+                                    key_reused)
 
         return await answer(handle)
 

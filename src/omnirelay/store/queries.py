@@ -28,6 +28,7 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
 from omnirelay.core.addresses import number_keys
@@ -37,6 +38,7 @@ from omnirelay.core.reports import WebhookDraft
 from omnirelay.core.secrets import SecretBox
 from omnirelay.core.statuses import FAILURE, Err, Status
 from omnirelay.metrics import Metrics
+from omnirelay.store import idempotency
 from omnirelay.store import statements as S
 from omnirelay.store.database import Database, describe
 from omnirelay.store.phonebook import forget_account as forget_phonebook
@@ -283,6 +285,9 @@ class Store:
         # holds several kinds applies them (outcomes before the receipts that may match them).
         self.writer = Writer(db)
         self._accept_op: Op[NewOmnimessage, datetime, None] = Op("accept", 0, self._accept)
+        # An accept with its Idempotency-Key: one submission, so one fate for both.
+        self._accept_keyed_op: Op[NewOmnimessage, tuple[datetime, idempotency.KeyRecord], None] = (
+            Op("accept_keyed", 0, self._accept_keyed))
         self._outcomes_op: Op[OutcomeUnit, datetime, Effects] = Op(
             "send_outcomes", 1, self._record_outcomes, isolated_units=True, combine=Effects.__or__)
         self._reports_op: Op[Report, datetime, Effects] = Op(
@@ -427,11 +432,34 @@ class Store:
 
     # accepting -----------------------------------------------------------------------------
 
-    async def insert_omnimessages(self, items: Sequence[NewOmnimessage], now: datetime) -> None:
+    async def insert_omnimessages(self, items: Sequence[NewOmnimessage], now: datetime,
+                                  remember: idempotency.KeyRecord | None = None) -> None:
         """Store accepted omnimessages and their attempts; committed when this returns. Requests
-        that arrive while a transaction is being written share the next one."""
-        if items:
-            await self.writer.submit(self._accept_op, items, now)
+        that arrive while a transaction is being written share the next one. With `remember`,
+        its key is committed with them (even for no items), or KeyTaken is raised and nothing
+        is stored when another request holds the key."""
+        if remember is None:
+            if items:
+                await self.writer.submit(self._accept_op, items, now)
+            return
+        try:
+            await self.writer.submit(self._accept_keyed_op, items, (now, remember))
+        except IntegrityError:
+            if await self.remembered(remember.account_id, remember.key,
+                                     remember.expired_before) is None:
+                raise
+            raise idempotency.KeyTaken(remember.key) from None
+
+    async def remembered(self, account_id: int, key: str, since: datetime
+                         ) -> idempotency.Remembered | None:
+        """The answer stored under an idempotency key since `since`, if any."""
+        return await self.db.read(lambda conn: idempotency.lookup(conn, account_id, key, since))
+
+    def _accept_keyed(self, conn: Connection, submissions: Sequence[
+            Submission[NewOmnimessage, tuple[datetime, idempotency.KeyRecord]]]) -> list[None]:
+        self._accept(conn, [Submission(s.units, s.context[0]) for s in submissions])
+        idempotency.remember(conn, [(s.context[1], s.context[0]) for s in submissions])
+        return [None] * len(submissions)
 
     def _accept(self, conn: Connection, submissions: Sequence[Submission[NewOmnimessage, datetime]]
                 ) -> list[None]:

@@ -4,7 +4,8 @@ Each batch is its own short transaction, so a purge never holds the write lock f
 pass stops after a few batches (the next housekeeping pass goes on). Every batch finds its rows
 through an index range, oldest first: omnimessages and inbound messages per account through
 (account_id, time, id), webhooks through (state, next_try_at, id) — a finished webhook's
-next_try_at is the time of its last try, never later than when it finished.
+next_try_at is the time of its last try, never later than when it finished. Idempotency keys go
+when their window (`[idempotency] window_hours`) has passed, through their created_at index.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, delete, select
 
 from omnirelay.config import RetentionSettings
+from omnirelay.store import idempotency
 from omnirelay.store.database import Database
 from omnirelay.store.tables import (
     accounts,
@@ -38,12 +40,15 @@ class Purged:
     omnimessages: int = 0
     inbound: int = 0
     webhooks: int = 0
+    idempotency_keys: int = 0
 
 
 class Retention:
-    def __init__(self, db: Database, settings: RetentionSettings) -> None:
+    def __init__(self, db: Database, settings: RetentionSettings,
+                 idempotency_window: timedelta | None = None) -> None:
         self.db = db
         self.settings = settings
+        self.idempotency_window = idempotency_window
 
     async def purge(self, now: datetime) -> Purged:
         kept = self.settings
@@ -53,6 +58,9 @@ class Retention:
             inbound=await self._purge_each(_cutoff(now, kept.inbound_days), self._inbound_batch),
             webhooks=await self._purge_each(_cutoff(now, kept.webhooks_days),
                                             self._webhook_batch),
+            idempotency_keys=await self._purge_each(
+                None if self.idempotency_window is None else now - self.idempotency_window,
+                lambda conn, before: idempotency.purge_batch(conn, before, kept.batch_size)),
         )
 
     async def _purge_each(self, before: datetime | None,

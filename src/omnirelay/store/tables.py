@@ -314,3 +314,18 @@ phonebook_members = Table(
                          ondelete="CASCADE"),
     Index("ix_phonebook_members_contact", "account_id", "phone"),
 )
+
+# Idempotency keys (omnirelay.idempotency): the first answer to each (account, key), committed
+# in the same transaction as the messages it accepted, replayed to retries within the window.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),  # sha256 of the operation and its body
+    Column("status", Integer, nullable=False),
+    Column("body", LargeBinary, nullable=False),  # the answer's bytes, as first sent
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_idempotency_keys_created", "created_at"),  # the purge, oldest first
+)
