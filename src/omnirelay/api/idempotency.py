@@ -26,8 +26,7 @@ from omnirelay.store.idempotency import Remembered
 from omnirelay.store.queries import NewOmnimessage
 
 REPLAYED = "Idempotent-Replayed"
-# The header as /openapi.json shows it on each create. (A reused key's 422 is told here: the
-# document lists no 422 answers, which elsewhere would be FastAPI's own.)
+# The header as /openapi.json shows it on each create (whose 422 documents a reused key).
 OPENAPI_PARAMETER: dict[str, Any] = {
     "name": HEADER, "in": "header", "required": False,
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_LENGTH,

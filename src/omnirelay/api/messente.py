@@ -191,8 +191,13 @@ _CANCEL_DOC: dict[str, Any] = secured(MESSENTE_BASIC, {"responses": {
     **messente_errors(401, 404, 503, missing="omnimessage "
                       "0b6f2a52-3c1e-4f6a-9d2b-7e5c4a3b2d10 not found, or already being sent")}})
 
+_KEY_REUSED = (f"this {HEADER} was already used with a different request body; use a new key "
+               "for a new request")
 for _doc in (_SEND_DOC, _BULK_DOC):  # both sends take an Idempotency-Key
     _doc.setdefault("parameters", []).append(OPENAPI_PARAMETER)
+    _doc["responses"]["422"] = answer(f"The {HEADER} was used with another request; nothing was "
+                                      "sent", MESSENTE_ERROR,
+                                      messente_error("105", _KEY_REUSED, HEADER))
 
 
 def is_omnimessage_id(text: str) -> bool:
@@ -248,8 +253,7 @@ def created_body(message: NewOmnimessage) -> dict[str, Any]:
 
 
 def key_reused() -> Response:
-    return error_response("105", f"this {HEADER} was already used with a different request "
-                          "body; use a new key for a new request", HEADER, status=422)
+    return error_response("105", _KEY_REUSED, HEADER, status=422)
 
 
 def status_item(attempt: AttemptView) -> dict[str, Any]:

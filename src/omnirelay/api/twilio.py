@@ -24,7 +24,8 @@ from starlette.responses import Response
 from omnirelay.api import openapi
 from omnirelay.api.auth import authenticate_twilio, basic_credentials
 from omnirelay.api.idempotency import OPENAPI_PARAMETER, Created, idempotent, read_key
-from omnirelay.api.openapi import NULLABLE_STRING, TWILIO_BASIC, twilio_errors
+from omnirelay.api.openapi import NULLABLE_STRING, TWILIO_BASIC, TWILIO_ERROR, twilio_errors
+from omnirelay.api.openapi import answer as documented
 from omnirelay.api.requests import BodyError, read_body
 from omnirelay.api.routing import LeanRoute, Routes
 from omnirelay.core.idempotency import HEADER, TWILIO_CREATE, form_fingerprint
@@ -141,7 +142,11 @@ _CREATE_DOC: dict[str, Any] = {
                         "201"),
                   **twilio_errors(400, 401, 404, 503)},
 }
+_KEY_REUSED = TwilioError(20001, f"This {HEADER} was already used with different parameters; "
+                                 "use a new key for a new message", 422)
 _CREATE_DOC.setdefault("parameters", []).append(OPENAPI_PARAMETER)  # api/idempotency.py
+_CREATE_DOC["responses"]["422"] = documented(f"The {HEADER} was used with other parameters; nothing "
+                                         "was sent", TWILIO_ERROR, _KEY_REUSED.body())
 _LIST_DOC: dict[str, Any] = {
     "security": _TWILIO_SECURITY,
     "responses": {**_ok("A page of messages, newest first", {
@@ -226,8 +231,7 @@ def twilio_formatter(request: Request, status: int, detail: str) -> Response:
 
 
 def key_reused() -> Response:
-    return error_response(TwilioError(20001, f"This {HEADER} was already used with different "
-                                             "parameters; use a new key for a new message", 422))
+    return error_response(_KEY_REUSED)
 
 
 def json_response(status: int, body: Any) -> Response:
