@@ -233,6 +233,15 @@ def new_omnimessage(runtime: Runtime, account: Account, parsed: OmnimessageReque
     )
 
 
+async def check_templates(request: Request, account: Account, message: NewOmnimessage,
+                          path: str = "") -> None:
+    """Refuses (RequestError) a WhatsApp template the provider knows not to exist
+    (omnirelay.whatsapp_templates); a cached lookup."""
+    templates = getattr(request.app.state, "whatsapp_templates", None)
+    if templates is not None:
+        await templates.check_send(account, message, path)
+
+
 def created_body(message: NewOmnimessage) -> dict[str, Any]:
     return {
         "messages": [{"channel": a.channel, "message_id": a.message_id, "sender": a.sender}
@@ -271,6 +280,7 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
         try:
             body = await read_json(request, runtime.settings.max_body_bytes)
             message = new_omnimessage(runtime, account, parse_omnimessage(body))
+            await check_templates(request, account, message)
         except BodyError as exc:
             return error_response("105", exc.detail, exc.source)
         except RequestError as exc:
@@ -305,6 +315,7 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
             try:
                 path = f"messages[{index}]"
                 message = new_omnimessage(runtime, account, parse_omnimessage(item, path), path)
+                await check_templates(request, account, message, path)
             except RequestError as exc:
                 results.append({"errors": [error_item(exc.code, exc.detail, exc.source)]})
                 continue
