@@ -29,7 +29,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 # (Issue 16's phonebook, statistics and pricing routes were being written beside these; a tag
 # joins this list once its operations are documented the same way.)
 DOCUMENTED_TAGS = {"Omnimessage", "Bulk Messaging", "Delivery Report", "History",
-                   "Twilio Messages", "Operator"}
+                   "Twilio Messages", "Operator", "WhatsApp Templates"}
 
 
 @pytest.fixture(scope="module")
@@ -257,7 +257,13 @@ def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> tuple[str | No
 OVERLAP = [("post", "/omnimessage", "/v1/omnimessage"),
            ("post", "/omnimessages", "/v1/omnimessages"),
            ("get", "/omnimessage/{omnimessageId}/status", "/v1/omnimessage/{omnimessage_id}/status"),
-           ("delete", "/omnimessage/{omnimessageId}", "/v1/omnimessage/{omnimessage_id}")]
+           ("delete", "/omnimessage/{omnimessageId}", "/v1/omnimessage/{omnimessage_id}"),
+           ("get", "/whatsapp/wabas/{wabaId}/templates", "/v1/whatsapp/wabas/{waba_id}/templates"),
+           ("post", "/whatsapp/wabas/{wabaId}/templates", "/v1/whatsapp/wabas/{waba_id}/templates"),
+           ("delete", "/whatsapp/wabas/{wabaId}/templates",
+            "/v1/whatsapp/wabas/{waba_id}/templates"),
+           ("get", "/whatsapp/wabas/{wabaId}/templates/{templateId}",
+            "/v1/whatsapp/wabas/{waba_id}/templates/{template_id}")]
 
 
 def _assert_same_fields(official: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any],

@@ -25,6 +25,8 @@ from messente_api import (
 )
 from starlette.responses import Response
 
+from omnirelay.channels.whatsapp import WhatsAppSettings
+from omnirelay.errors import ConfigError
 from omnirelay.store.queries import Account
 from tests.channels.fake_upstreams import ThreadedUpstream
 from tests.channels.support import Recorded, ok_json
@@ -383,3 +385,18 @@ def test_sending_checks_templates_once_the_lists_are_cached(
         "messages[0].template.language.code"
     assert send("theirs").status_code == 400  # another account's WABA
     assert send("order_update").status_code == 201
+
+
+def test_waba_assignments_are_checked_when_the_configuration_is_read() -> None:
+    base = {"access_token": "t", "app_secret": "s", "verify_token": "v",
+            "senders": {"+3725": "1"}}
+    settings = WhatsAppSettings.from_mapping({**base, "wabas": {WABA: ["acme", "beta"]}})
+    assert settings.wabas == {WABA: ("acme", "beta")}
+    assert settings.template_cache_seconds == 300.0
+    assert WhatsAppSettings.from_mapping(base).wabas == {}
+    with pytest.raises(ConfigError, match="is not a WABA id"):
+        WhatsAppSettings.from_mapping({**base, "wabas": {"my-waba": ["acme"]}})
+    with pytest.raises(ConfigError, match="list of account names"):
+        WhatsAppSettings.from_mapping({**base, "wabas": {WABA: "acme"}})
+    with pytest.raises(ConfigError, match="template_cache_seconds"):
+        WhatsAppSettings.from_mapping({**base, "template_cache_seconds": -1})

@@ -49,7 +49,8 @@ _BUTTON = {"type": "object", "required": ["type"], "properties": {
     "autofill_text": _STRING, "text": {"type": "string", "maxLength": 25},
     "phone_number": {"type": "string", "maxLength": 20},
     "url": {"type": "string", "maxLength": 2000},
-    "supported_apps": {"type": "array", "items": {"type": "object", "properties": {
+    "supported_apps": {"type": "array", "items": {
+        "type": "object", "required": ["package_name", "signature_hash"], "properties": {
         "package_name": _STRING, "signature_hash": _STRING}}}}}
 _COMPONENT = {"type": "object", "required": ["type"], "properties": {
     "type": {"type": "string", "enum": list(wt.COMPONENT_TYPES)},

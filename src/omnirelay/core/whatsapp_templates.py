@@ -206,7 +206,8 @@ def _button(value: Any, path: str) -> dict[str, Any]:
 
 def _supported_app(value: Any, path: str) -> dict[str, Any]:
     data = v.fields(_object(value, path), path, ("package_name", "signature_hash"))
-    return {key: v.string(item, v.join(path, key), max_length=256) for key, item in data.items()}
+    return {key: v.string(v.required(data, key, path), v.join(path, key), min_length=1,
+                          max_length=256) for key in ("package_name", "signature_hash")}
 
 
 def parse_list_query(params: Mapping[str, str]) -> ListQuery:
