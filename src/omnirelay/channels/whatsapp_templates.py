@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 FIELDS = "id,name,language,status,category,components"
 UNAVAILABLE_RETRY = 5.0
+REFRESH_BACKOFF = 30.0  # seconds between background fetches of a list that failed
 MAX_PAGES = 50  # of 500 templates: more than Meta lets a WABA have
 NONEXISTENT_OBJECT = 33  # Graph error_subcode: no object with that id (or not readable)
 
@@ -51,6 +52,7 @@ class CloudTemplates:
         self.name = name
         self._known: dict[str, tuple[float, Known]] = {}
         self._refreshing: dict[str, asyncio.Task[None]] = {}
+        self._failed_at: dict[str, float] = {}
 
     def wabas_of(self, account_name: str) -> list[str]:
         return [waba for waba, names in self.settings.wabas.items() if account_name in names]
@@ -126,6 +128,10 @@ class CloudTemplates:
 
     def _refresh_soon(self, waba_id: str) -> None:
         running = self._refreshing.get(waba_id)
+        # After a failed fetch, sends do not hammer Meta: the next try waits a while.
+        failed = self._failed_at.get(waba_id)
+        if failed is not None and time.monotonic() - failed < REFRESH_BACKOFF:
+            return
         if running is None or running.done():
             self._refreshing[waba_id] = asyncio.get_running_loop().create_task(
                 self._refresh_quietly(waba_id))
@@ -134,8 +140,12 @@ class CloudTemplates:
         try:
             await self.refresh(waba_id)
         except TemplateError as exc:
+            self._failed_at[waba_id] = time.monotonic()
             log.warning("%s: could not fetch the templates of WABA %s: %s", self.name, waba_id,
                         exc.detail)
+        except Exception:  # a background task: nobody else would see it
+            self._failed_at[waba_id] = time.monotonic()
+            log.exception("%s: fetching the templates of WABA %s failed", self.name, waba_id)
 
     async def refresh(self, waba_id: str) -> Known:
         known: set[tuple[str, str]] = set()
@@ -151,6 +161,7 @@ class CloudTemplates:
             params = {**params, "after": after}
         result = frozenset(known)
         self._known[waba_id] = (time.monotonic(), result)
+        self._failed_at.pop(waba_id, None)
         return result
 
     def _learn(self, waba_id: str, name: str, language: str) -> None:
