@@ -174,7 +174,12 @@ def test_documented_errors(server: LiveServer, account: Account) -> None:
     wrong = WhatsAppTemplatesApi(sdk(server, account, password="wrong"))
     body = refused(lambda: wrong.list_whatsapp_templates(WABA), 401, "103")
     assert body["errors"][0]["title"] == "Unauthorized"
-    refused(lambda: wrong.create_whatsapp_template(WABA, new_template("other")), 401, "103")
+    for call in (lambda: wrong.create_whatsapp_template(WABA, new_template("other")),
+                 lambda: wrong.get_whatsapp_template_by_id(WABA, template_id),
+                 lambda: wrong.update_whatsapp_template(WABA, template_id, WhatsappUpdateTemplateRequest(
+                     category=WhatsappTemplateCategory.MARKETING)),
+                 lambda: wrong.delete_whatsapp_template(WABA, "order_update")):
+        refused(call, 401, "103")
     # 400: the same name and language twice; a bad WABA id; bad bodies and queries
     refused(lambda: templates.create_whatsapp_template(WABA, new_template()), 400, "105")
     refused(lambda: templates.list_whatsapp_templates("not-a-waba"), 400, "105")

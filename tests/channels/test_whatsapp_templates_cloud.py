@@ -400,3 +400,21 @@ def test_waba_assignments_are_checked_when_the_configuration_is_read() -> None:
         WhatsAppSettings.from_mapping({**base, "wabas": {WABA: "acme"}})
     with pytest.raises(ConfigError, match="template_cache_seconds"):
         WhatsAppSettings.from_mapping({**base, "template_cache_seconds": -1})
+
+
+def test_a_refused_token_is_a_500_on_every_operation(
+        gateway: LiveServer, graph: tuple[ThreadedUpstream, FakeGraph],
+        accounts: tuple[Account, Account]) -> None:
+    _upstream, fake = graph
+    template_id = fake.add(WABA, "mine")
+    acme = api(gateway, accounts[0])
+    for call in (lambda: acme.list_whatsapp_templates(WABA),
+                 lambda: acme.get_whatsapp_template_by_id(WABA, template_id),
+                 lambda: acme.update_whatsapp_template(WABA, template_id,
+                                                       WhatsappUpdateTemplateRequest(
+                                                           category=WhatsappTemplateCategory.MARKETING)),
+                 lambda: acme.delete_whatsapp_template(WABA, "mine")):
+        fake.fail_next = (401, {"code": 190, "message": "Session has expired"}, {})
+        body = refused(call, 500, "104")
+        assert "access token was refused" in body["errors"][0]["detail"]
+    assert fake.templates[template_id]["category"] == "UTILITY"
