@@ -19,6 +19,7 @@ from starlette.types import Message, Receive, Scope, Send
 from omnirelay import __version__, logs
 from omnirelay.api import account_api, admin, docs, history, messente, phonebook, routing, twilio
 from omnirelay.api.errors import error_response
+from omnirelay.api.whatsapp_templates import install as install_whatsapp_templates
 from omnirelay.channels.base import HasWebhookRoutes
 from omnirelay.runtime import Runtime
 from omnirelay.store.database import StoreUnavailable
@@ -161,6 +162,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool =
     app.state.error_formatters.extend(
         (prefix, account_api.statistics_formatter) for prefix in account_api.STATISTICS_PREFIXES)
     phonebook.install(app)  # under /v1 and at /, errors in the Phonebook's format
+    install_whatsapp_templates(app, runtime)  # under /v1 and at /
     if runtime.settings.admin.token:  # without one there is no operator API at all: 404
         app.router.routes.extend(admin.build_routes())
     twilio.install(app, runtime)

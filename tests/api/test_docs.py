@@ -28,7 +28,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 # The surfaces whose every operation declares its security, answers, schemas and examples.
 DOCUMENTED_TAGS = {"Omnimessage", "Bulk Messaging", "Delivery Report", "History",
                    "Twilio Messages", "Operator", "Blacklist", "Contacts", "Groups",
-                   "Statistics", "Account Balance", "Pricing"}
+                   "Statistics", "Account Balance", "Pricing", "WhatsApp Templates"}
 # Messente's legacy endpoints: credentials in the query, every answer a 200 in plain text.
 LEGACY_PATHS = {"/v1/get_balance", "/v1/pricelist", "/v1/prices"}
 # POSTs whose path says it all (add a contact to a group).
@@ -325,7 +325,13 @@ OVERLAP = [("post", "/omnimessage", "/v1/omnimessage"),
                  ("get", "/phonebook/groups/{groupId}"), ("put", "/phonebook/groups/{groupId}"),
                  ("delete", "/phonebook/groups/{groupId}"),
                  ("post", "/phonebook/groups/{groupId}/contacts/{phone}"),
-                 ("delete", "/phonebook/groups/{groupId}/contacts/{phone}")])]
+                 ("delete", "/phonebook/groups/{groupId}/contacts/{phone}")]),
+           ("get", "/whatsapp/wabas/{wabaId}/templates", "/v1/whatsapp/wabas/{waba_id}/templates"),
+           ("post", "/whatsapp/wabas/{wabaId}/templates", "/v1/whatsapp/wabas/{waba_id}/templates"),
+           ("delete", "/whatsapp/wabas/{wabaId}/templates",
+            "/v1/whatsapp/wabas/{waba_id}/templates"),
+           ("get", "/whatsapp/wabas/{wabaId}/templates/{templateId}",
+            "/v1/whatsapp/wabas/{waba_id}/templates/{template_id}")]
 
 
 def _assert_same_fields(official: dict[str, Any], ours: dict[str, Any], theirs: dict[str, Any],

@@ -81,7 +81,7 @@ class FakeUpstream(LocalServer):
     def __init__(self) -> None:
         self.requests: list[Recorded] = []
         self.handler: Handler = lambda _r: ok_json({"unexpected": True}, 500)
-        super().__init__([Route("/{path:path}", self._endpoint, methods=["GET", "POST"])])
+        super().__init__([Route("/{path:path}", self._endpoint, methods=["GET", "POST", "DELETE"])])
 
     async def _endpoint(self, request: Request) -> Response:
         recorded = Recorded(request.method, request.url.path, dict(request.query_params),

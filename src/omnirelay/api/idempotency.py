@@ -12,7 +12,7 @@ retry finds out — it replays the answer if the commit happened and sends once 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,7 +46,7 @@ class Created:
     body: bytes
 
 
-Build = Callable[[], Created | Response]
+Build = Callable[[], Awaitable[Created | Response]]
 
 
 def read_key(request: Request) -> tuple[str | None, str | None]:
@@ -62,14 +62,14 @@ async def idempotent(runtime: Runtime, account_id: int, key: str | None,
                      fingerprint: Callable[[], str], build: Build,
                      conflict: Callable[[], Response]) -> Response:
     if key is None:
-        built = build()
+        built = await build()
         if isinstance(built, Response):
             return built
         await runtime.accept(built.messages)
         return _response(built.status, built.body)
 
     async def first(claim: Claim) -> Response:
-        built = build()
+        built = await build()
         if isinstance(built, Response):
             return built
         await runtime.accept(built.messages, claim.record(built.status, built.body))

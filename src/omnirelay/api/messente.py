@@ -243,6 +243,15 @@ def new_omnimessage(runtime: Runtime, account: Account, parsed: OmnimessageReque
     )
 
 
+async def check_templates(request: Request, account: Account, message: NewOmnimessage,
+                          path: str = "") -> None:
+    """Refuses (RequestError) a WhatsApp template the provider knows not to exist
+    (omnirelay.whatsapp_templates); a cached lookup."""
+    templates = getattr(request.app.state, "whatsapp_templates", None)
+    if templates is not None:
+        await templates.check_send(account, message, path)
+
+
 def created_body(message: NewOmnimessage) -> dict[str, Any]:
     return {
         "messages": [{"channel": a.channel, "message_id": a.message_id, "sender": a.sender}
@@ -290,9 +299,10 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
         except BodyError as exc:
             return error_response("105", exc.detail, exc.source)
 
-        def build() -> Created | Response:
+        async def build() -> Created | Response:
             try:
                 message = new_omnimessage(runtime, account, parse_omnimessage(body))
+                await check_templates(request, account, message)
             except RequestError as exc:
                 return error_response(exc.code, exc.detail, exc.source)
             return Created([message], 201, orjson.dumps(created_body(message)))
@@ -325,7 +335,7 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
             return error_response("105", f"at most {MAX_BULK} omnimessages per request",
                                   "messages")
 
-        def build() -> Created:
+        async def build() -> Created:
             results: list[dict[str, Any]] = []
             accepted: list[NewOmnimessage] = []
             for index, item in enumerate(items):
@@ -333,6 +343,7 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
                     path = f"messages[{index}]"
                     message = new_omnimessage(runtime, account, parse_omnimessage(item, path),
                                               path)
+                    await check_templates(request, account, message, path)
                 except RequestError as exc:
                     results.append({"errors": [error_item(exc.code, exc.detail, exc.source)]})
                     continue

@@ -362,7 +362,7 @@ def build_routes(window: ScheduleWindow) -> list[LeanRoute]:
                 raise invalid_parameter(bad_key)
             form = await read_form(request, ctx.runtime.settings.max_body_bytes)
 
-            def build() -> Created:
+            async def build() -> Created:
                 now = utcnow()
                 message = new_omnimessage(ctx.account, parse_create(form, now=now, window=window))
                 return Created([message], 201, orjson.dumps(message_resource(

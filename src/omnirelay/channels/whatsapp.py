@@ -17,6 +17,8 @@ Configuration (TOML):
     default_sender = "+37255550000"           # required with several senders
     timeout = 15.0                            # seconds per request; connect_timeout = 5.0
     max_concurrency = 16                      # parallel requests per batch
+    wabas = { "102290129340398" = ["acme"] }  # WABA id -> accounts that manage its templates
+    template_cache_seconds = 300.0            # how long a WABA's template list counts as known
 
 Webhook routes (mounted under /webhooks/<provider name>): `GET /` is Meta's subscribe
 handshake, `POST /` receives status and message notifications.
@@ -166,6 +168,10 @@ class WhatsAppSettings:
     base_url: str = "https://graph.facebook.com"
     api_version: str = "v21.0"
     http: HttpSettings = field(default_factory=HttpSettings)
+    # WABA id -> the names of the accounts that may manage its templates and send with them
+    # (the WhatsApp Templates API, omnirelay.whatsapp_templates); none by default.
+    wabas: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    template_cache_seconds: float = 300.0
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any], name: str = PROVIDER) -> WhatsAppSettings:
@@ -190,9 +196,23 @@ class WhatsAppSettings:
             verify_token=table.string("verify_token"),
             senders=SenderTable.read(table, phone_number_id),
             http=HttpSettings.read(table),
+            wabas=_wabas(table),
+            template_cache_seconds=table.number("template_cache_seconds",
+                                                cls.template_cache_seconds),
         )
         table.done()
         return settings
+
+
+def _wabas(table: ConfigTable) -> dict[str, tuple[str, ...]]:
+    wabas: dict[str, tuple[str, ...]] = {}
+    for waba_id, names in table.table("wabas").items():
+        if not str(waba_id).isdigit():
+            raise ConfigError(f"{table.where} wabas: {waba_id!r} is not a WABA id (digits)")
+        if not isinstance(names, list) or not all(isinstance(n, str) and n for n in names):
+            raise ConfigError(f"{table.where} wabas.{waba_id} must be a list of account names")
+        wabas[str(waba_id)] = tuple(names)
+    return wabas
 
 
 # --- request mapping ------------------------------------------------------------------------------

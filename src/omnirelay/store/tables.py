@@ -329,3 +329,23 @@ idempotency_keys = Table(
     Column("created_at", DateTime, nullable=False),
     Index("ix_idempotency_keys_created", "created_at"),  # the purge, oldest first
 )
+
+# The sandbox's WhatsApp message templates (store.whatsapp_templates), per account and WABA id.
+whatsapp_templates = Table(
+    "whatsapp_templates",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("waba_id", String(32), nullable=False),
+    Column("name", String(512), nullable=False),
+    Column("language", String(16), nullable=False),
+    Column("category", String(16), nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("components", JSON, nullable=False),
+    Column("search_text", Text, nullable=False),  # the components' texts, lower-cased
+    Column("created_at", DateTime, nullable=False),
+    Column("updated_at", DateTime, nullable=False),
+    UniqueConstraint("account_id", "waba_id", "name", "language",
+                     name="uq_whatsapp_templates_name"),
+    Index("ix_whatsapp_templates_listing", "account_id", "waba_id", "created_at", "id"),
+)
