@@ -29,7 +29,7 @@ METHODS = ("get", "post", "put", "patch", "delete")
 # (Issue 16's phonebook, statistics and pricing routes were being written beside these; a tag
 # joins this list once its operations are documented the same way.)
 DOCUMENTED_TAGS = {"Omnimessage", "Bulk Messaging", "Delivery Report", "History",
-                   "Twilio Messages", "Operator"}
+                   "Twilio Messages", "Operator", "Number Lookup"}
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +189,12 @@ def test_real_answers_match_the_documented_schemas(live: LiveServer,
              messente.get(f"/v1/omnimessage/{created.json()['omnimessage_id']}")),
             ("GET", "/v1/inbound", messente.get("/v1/inbound")),
             ("GET", "/v1/webhooks", messente.get("/v1/webhooks")),
+            ("POST", "/v1/hlr/sync", messente.post("/v1/hlr/sync",
+                                                   json={"numbers": ["+37251234567", "+1"]})),
+            ("POST", "/v1/hlr/sync", messente.post("/v1/hlr/sync", json={"numbers": []})),
+            ("POST", "/v1/hlr/sync", httpx.post(live.base_url + "/v1/hlr/sync",
+                                                json={"numbers": ["+37251234567"]},
+                                                auth=("nobody", "wrong"))),
         ]
         base = f"/2010-04-01/Accounts/{account.twilio_account_sid}"
         messages = "/2010-04-01/Accounts/{account_sid}/Messages.json"
