@@ -162,3 +162,13 @@ def test_lookup_configuration_mistakes_are_named(tmp_path: Path, text: str, mess
     with pytest.raises(ConfigError) as caught:
         _settings(tmp_path, "[lookup]\n" + text)
     assert message in str(caught.value), str(caught.value)
+
+
+def test_price_lists_take_hlr_rows() -> None:
+    from omnirelay.core.pricing import parse_csv
+
+    rows = parse_csv("Country,Code,MCCMNC,Network,Price,Channel\nEstonia,EE,,,0.004,hlr\n"
+                     "Estonia,EE,,,0.04,sms\n")
+    assert [(r.channel, r.price) for r in rows] == [("hlr", 4_000), ("sms", 40_000)]
+    assert parse_csv("Country,Code,MCCMNC,Network,Price\nFinland,FI,,,0.01\n", "hlr")[0].channel \
+        == "hlr"
