@@ -18,6 +18,7 @@ from omnirelay.core.number_lookup import (
     parse_request,
     upstream_result,
 )
+from omnirelay.core.pricing import parse_csv
 from omnirelay.errors import ConfigError
 from omnirelay.lookups import build
 from omnirelay.lookups.http import HttpLookup, parse_answer
@@ -165,8 +166,6 @@ def test_lookup_configuration_mistakes_are_named(tmp_path: Path, text: str, mess
 
 
 def test_price_lists_take_hlr_rows() -> None:
-    from omnirelay.core.pricing import parse_csv
-
     rows = parse_csv("Country,Code,MCCMNC,Network,Price,Channel\nEstonia,EE,,,0.004,hlr\n"
                      "Estonia,EE,,,0.04,sms\n")
     assert [(r.channel, r.price) for r in rows] == [("hlr", 4_000), ("sms", 40_000)]

@@ -104,7 +104,8 @@ def _body_doc() -> dict[str, Any]:
                           refused(101, "Wrong username or password"),
                           {"WWW-Authenticate": {"schema": {"type": "string"}}}),
             "402": answer("The balance does not cover the lookups; nothing was charged", failure,
-                          refused(104, "the balance does not cover 1 lookup (0.01 EUR)")),
+                          refused(104, "the balance does not cover 1 lookup (0.01 EUR); "
+                                       "nothing was charged")),
             "502": answer("The HLR service failed; nothing was charged", failure,
                           refused(103, "the number lookup service answered HTTP 500; nothing "
                                        "was charged")),
