@@ -17,7 +17,17 @@ from starlette.routing import Match, Mount, Router
 from starlette.types import Message, Receive, Scope, Send
 
 from omnirelay import __version__, logs
-from omnirelay.api import account_api, admin, docs, history, messente, phonebook, routing, twilio
+from omnirelay.api import (
+    account_api,
+    admin,
+    docs,
+    history,
+    messente,
+    number_lookup,
+    phonebook,
+    routing,
+    twilio,
+)
 from omnirelay.api.errors import error_response
 from omnirelay.api.whatsapp_templates import install as install_whatsapp_templates
 from omnirelay.channels.base import HasWebhookRoutes
@@ -163,6 +173,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool =
         (prefix, account_api.statistics_formatter) for prefix in account_api.STATISTICS_PREFIXES)
     phonebook.install(app)  # under /v1 and at /, errors in the Phonebook's format
     install_whatsapp_templates(app, runtime)  # under /v1 and at /
+    number_lookup.install(app, runtime)  # POST /hlr/sync, errors in the lookup's format
     if runtime.settings.admin.token:  # without one there is no operator API at all: 404
         app.router.routes.extend(admin.build_routes())
     twilio.install(app, runtime)

@@ -106,6 +106,18 @@ class SandboxSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class LookupSettings:
+    """Who answers number lookups (POST /hlr/sync); see omnirelay.lookups."""
+
+    provider: str = "offline"  # offline, sandbox or http
+    url: str = ""  # http: the HLR service's /hlr/sync-style endpoint
+    token: str = ""  # http: sent as Authorization: Bearer
+    username: str = ""  # http: HTTP Basic instead of a token
+    password: str = ""
+    timeout: float = 10.0  # http: seconds for the whole call
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     database_url: str = "sqlite:///omnirelay.db"
     # How long a unit of work waits for the database (a lock held by another process, a pool
@@ -127,6 +139,7 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
     idempotency: IdempotencySettings = field(default_factory=IdempotencySettings)
+    lookup: LookupSettings = field(default_factory=LookupSettings)
     # channel name -> provider name; anything not named here is served by the sandbox.
     channels: dict[str, str] = field(default_factory=dict)
     # provider name -> its raw settings table, validated by the provider itself.
@@ -273,7 +286,7 @@ def _coerce(section: str | None, key: str, value: Any, expected: type[Any]) -> A
 
 
 _SECTIONS = ("engine", "webhooks", "sandbox", "server", "retention", "admin", "channels",
-             "providers", "idempotency")
+             "providers", "idempotency", "lookup")
 
 
 def _build(raw: dict[str, Any]) -> Settings:
@@ -285,6 +298,7 @@ def _build(raw: dict[str, Any]) -> Settings:
     retention = _section(raw, "retention", RetentionSettings)
     admin = _section(raw, "admin", AdminSettings)
     idempotency = _section(raw, "idempotency", IdempotencySettings)
+    lookup = _section(raw, "lookup", LookupSettings)
     channels = raw.pop("channels", {}) or {}
     providers = raw.pop("providers", {}) or {}
     if not isinstance(channels, dict):
@@ -332,6 +346,7 @@ def _build(raw: dict[str, Any]) -> Settings:
         retention=retention,
         admin=admin,
         idempotency=idempotency,
+        lookup=lookup,
         channels=dict(channels),
         providers={k: dict(v) for k, v in providers.items()},
         **values,
@@ -398,8 +413,33 @@ def _validate(settings: Settings) -> None:
     if not 1 <= settings.engine.default_validity_seconds <= 30 * 86400:
         raise _invalid("engine", "default_validity_seconds",
                        "must be from 1 to 2592000 (30 days)")
+    _validate_lookup(settings.lookup)
     bounds = settings.server
     for key in ("max_request_line_bytes", "max_header_bytes", "max_headers", "max_connections",
                 "request_timeout", "keep_alive_timeout"):
         if getattr(bounds, key) <= 0:
             raise _invalid("server", key, "must be positive")
+
+
+LOOKUP_PROVIDERS = ("offline", "sandbox", "http")
+
+
+def _validate_lookup(lookup: LookupSettings) -> None:
+    if lookup.provider not in LOOKUP_PROVIDERS:
+        close = difflib.get_close_matches(lookup.provider, LOOKUP_PROVIDERS, n=1)
+        raise _invalid("lookup", "provider", f"unknown provider {lookup.provider!r}"
+                       + (f"; did you mean {close[0]}?" if close else "")
+                       + f" (providers: {', '.join(LOOKUP_PROVIDERS)})")
+    if lookup.timeout <= 0:
+        raise _invalid("lookup", "timeout", "must be a positive number of seconds")
+    if lookup.provider != "http":
+        return
+    if not lookup.url:
+        raise _invalid("lookup", "url", 'required with provider = "http": the HLR service\'s '
+                       "endpoint, e.g. https://api.messente.com/v1/hlr/sync")
+    if (problem := url_problem(lookup.url, allow_userinfo=False)) is not None:
+        raise _invalid("lookup", "url", f"must be an http or https URL ({problem})")
+    if lookup.token and lookup.username:
+        raise _invalid("lookup", "token", "give a token or a username and password, not both")
+    if lookup.password and not lookup.username:
+        raise _invalid("lookup", "password", "a password needs a username")

@@ -28,7 +28,8 @@ METHODS = ("get", "post", "put", "patch", "delete")
 # The surfaces whose every operation declares its security, answers, schemas and examples.
 DOCUMENTED_TAGS = {"Omnimessage", "Bulk Messaging", "Delivery Report", "History",
                    "Twilio Messages", "Operator", "Blacklist", "Contacts", "Groups",
-                   "Statistics", "Account Balance", "Pricing", "WhatsApp Templates"}
+                   "Statistics", "Account Balance", "Pricing", "WhatsApp Templates",
+                   "Number Lookup"}
 # Messente's legacy endpoints: credentials in the query, every answer a 200 in plain text.
 LEGACY_PATHS = {"/v1/get_balance", "/v1/pricelist", "/v1/prices"}
 # POSTs whose path says it all (add a contact to a group).
@@ -210,6 +211,12 @@ def test_real_answers_match_the_documented_schemas(live: LiveServer,
              messente.get(f"/v1/omnimessage/{created.json()['omnimessage_id']}")),
             ("GET", "/v1/inbound", messente.get("/v1/inbound")),
             ("GET", "/v1/webhooks", messente.get("/v1/webhooks")),
+            ("POST", "/v1/hlr/sync", messente.post("/v1/hlr/sync",
+                                                   json={"numbers": ["+37251234567", "+1"]})),
+            ("POST", "/v1/hlr/sync", messente.post("/v1/hlr/sync", json={"numbers": []})),
+            ("POST", "/v1/hlr/sync", httpx.post(live.base_url + "/v1/hlr/sync",
+                                                json={"numbers": ["+37251234567"]},
+                                                auth=("nobody", "wrong"))),
         ]
         contacts, contact = "/v1/phonebook/contacts", "/v1/phonebook/contacts/{phone}"
         group = messente.post("/v1/phonebook/groups", json={"name": "Docs"})

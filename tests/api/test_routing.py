@@ -38,6 +38,12 @@ HISTORY = [("GET", "/v1/omnimessages"), ("GET", "/v1/omnimessage/{omnimessage_id
 # statistics, and the legacy balance and pricing endpoints (also at /, as on api2)
 ACCOUNT = [("POST", "/v1/statistics/reports"), ("GET", "/v1/get_balance"),
            ("POST", "/v1/get_balance"), ("GET", "/v1/pricelist"), ("GET", "/v1/prices")]
+# Messente's Number Lookup (api/number_lookup.py)
+NUMBER_LOOKUP = [("POST", "/v1/hlr/sync")]
+# Messente's WhatsApp Templates (api/whatsapp_templates.py)
+TEMPLATES = [(m, "/v1/whatsapp/wabas/{waba_id}/templates" + p) for m, p in [
+    ("GET", ""), ("POST", ""), ("DELETE", ""), ("GET", "/{template_id}"),
+    ("PUT", "/{template_id}")]]
 PHONEBOOK = [(m, "/v1/phonebook" + p) for m, p in [
     ("GET", "/blacklist"), ("POST", "/blacklist"), ("GET", "/blacklist/{phone}"),
     ("DELETE", "/blacklist/{phone}"), ("GET", "/contacts"), ("POST", "/contacts"),
@@ -94,13 +100,14 @@ async def test_openapi_documents_the_operations_as_before(gateway: Any) -> None:
     # GET /v1/omnimessages sits beside the bulk send).
     documented = [(m.upper(), p) for p, ops in paths.items() for m in ops]
     surfaces = [(m, "/v1" + p) for m, p in MESSENTE] + TWILIO
-    assert sorted(documented) == sorted(surfaces + HISTORY + PHONEBOOK + ACCOUNT)
+    assert sorted(documented) == sorted(surfaces + HISTORY + PHONEBOOK + ACCOUNT + NUMBER_LOOKUP
+                                              + TEMPLATES)
     assert [d for d in documented if d in surfaces] == surfaces
     send = paths["/v1/omnimessage"]["post"]
     assert send["summary"] == "Send an omnimessage"
     assert send["tags"] == ["Omnimessage"]
     assert send["requestBody"] == _SEND_DOC["requestBody"]
-    assert list(send["responses"]) == ["201", "400", "401", "503"]
+    assert list(send["responses"]) == ["201", "400", "401", "503", "422"]  # 422: a reused key
     # Operation ids are what FastAPI generated for these routes, so generated clients keep them.
     assert send["operationId"] == "send_omnimessage_v1_omnimessage_post"
     status = paths["/v1/omnimessage/{omnimessage_id}/status"]["get"]

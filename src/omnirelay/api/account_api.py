@@ -39,9 +39,9 @@ from omnirelay.store.pricing import Pricing
 from omnirelay.store.queries import Account
 from omnirelay.store.statistics import country_totals
 
-# what message_types may name; hlr is Messente's number lookup, which sends nothing here
+# what message_types may name, and the channel each counts (hlr: the number lookups)
 MESSAGE_TYPES = {"sms": "sms", "viber": "viber", "whatsapp": "whatsapp", "rcs": "rcs",
-                 "telegram": "telegram", "hlr": None}
+                 "telegram": "telegram", "hlr": "hlr"}
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _STAND_IN = "omnirelay-no-such-account-stand-in-password"
 _TITLES = {"100": "Client Error", "103": "Unauthorized", "104": "Invalid data",
@@ -183,7 +183,7 @@ def parse_report_settings(body: Any) -> tuple[datetime, datetime, list[str] | No
         if unknown:
             raise ReportRequestError(f"unknown message_types {', '.join(unknown)}; known: "
                                      f"{', '.join(sorted(MESSAGE_TYPES))}")
-        channels = sorted({c for t in types if (c := MESSAGE_TYPES[t.lower()]) is not None})
+        channels = sorted({MESSAGE_TYPES[t.lower()] for t in types})
     begin = datetime.combine(start, time(), tzinfo=UTC).replace(tzinfo=None)
     return begin, datetime.combine(end + timedelta(days=1), time()), channels
 

@@ -22,7 +22,7 @@ from omnirelay.core.money import MoneyError, format_amount, parse_amount
 from omnirelay.core.sms import content_options, count_segments
 
 COLUMNS = ("Country", "Code", "MCCMNC", "Network", "Price")
-CHANNELS = ("sms", "viber", "whatsapp", "telegram", "rcs")
+CHANNELS = ("sms", "viber", "whatsapp", "telegram", "rcs", "hlr")  # hlr: a number lookup
 
 
 class PriceListError(ValueError):

@@ -106,6 +106,30 @@ def charge(conn: Connection, items: Sequence[ChargeItem], now: datetime) -> set[
     return refused
 
 
+def country_prices(conn: Connection, account_id: int, channel: str,
+                   countries: Iterable[str]) -> dict[str, int]:
+    """What one unit of `channel` costs `account_id` in each of `countries` (0: no price)."""
+    wanted = sorted({c for c in countries if c})
+    found = [(r.account_id, _row(r)) for r in conn.execute(_select_rows(
+        [account_id], [channel], wanted))] if wanted else []
+    rows = effective((row for owner, row in found if owner == account_id),
+                     (row for owner, row in found if owner is None))
+    return {code: part_price(r for r in rows if r.country_code == code) for code in wanted}
+
+
+def debit(conn: Connection, account_id: int, cost: int, now: datetime) -> bool:
+    """Take `cost` off a prepaid balance if it covers it (an unlimited account always pays)."""
+    if not cost or conn.execute(select(balances.c.account_id).where(
+            balances.c.account_id == account_id)).first() is None:
+        return True
+    return conn.execute(_debit, {"a": account_id, "cost": cost, "now": now}).rowcount == 1
+
+
+def refund(conn: Connection, account_id: int, cost: int, now: datetime) -> None:
+    if cost:
+        conn.execute(_credit, {"a": account_id, "cost": cost, "now": now})
+
+
 def settle(conn: Connection, settlements: Sequence[Settlement], now: datetime) -> None:
     """Refund or adjust the charges of attempts whose upstream has answered (see the module)."""
     if not settlements:
@@ -216,4 +240,5 @@ class Pricing:
         await self.db.write(work)
 
 
-__all__ = ["ChargeItem", "Pricing", "Settlement", "charge", "settle"]
+__all__ = ["ChargeItem", "Pricing", "Settlement", "charge", "country_prices", "debit", "refund",
+           "settle"]

@@ -349,3 +349,19 @@ whatsapp_templates = Table(
                      name="uq_whatsapp_templates_name"),
     Index("ix_whatsapp_templates_listing", "account_id", "waba_id", "created_at", "id"),
 )
+
+# Number lookups (POST /hlr/sync), one row per looked-up number: what it was charged, for the
+# balance's refunds and for the statistics report (message type hlr), which reads one range of
+# ix_number_lookups_account_time per account and dates.
+number_lookups = Table(
+    "number_lookups",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("request_id", String(36), nullable=False),
+    Column("number", String(32), nullable=False),
+    Column("country", String(2), nullable=True),  # ISO alpha-2; NULL: no country's number
+    Column("price_micros", BigInteger, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Index("ix_number_lookups_account_time", "account_id", "created_at"),
+)
