@@ -17,7 +17,17 @@ from starlette.routing import Match, Mount, Router
 from starlette.types import Message, Receive, Scope, Send
 
 from omnirelay import __version__, logs
-from omnirelay.api import account_api, admin, docs, history, messente, phonebook, routing, twilio
+from omnirelay.api import (
+    account_api,
+    admin,
+    docs,
+    history,
+    messente,
+    phonebook,
+    routing,
+    twilio,
+    verification,
+)
 from omnirelay.api.errors import error_response
 from omnirelay.channels.base import HasWebhookRoutes
 from omnirelay.runtime import Runtime
@@ -158,6 +168,9 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool =
     app.router.routes.extend(messente.build_routes(include_in_schema=False))
     app.router.routes.extend(history.build_routes("/v1"))
     app.router.routes.extend(account_api.build_routes())  # statistics, balance, pricing
+    # /verify/start and /verify/pin; the service holds the clock tests may replace
+    app.state.number_verification = verification.NumberVerification(runtime)
+    app.router.routes.extend(verification.build_routes())
     phonebook.install(app)  # under /v1 and at /, errors in the Phonebook's format
     if runtime.settings.admin.token:  # without one there is no operator API at all: 404
         app.router.routes.extend(admin.build_routes())
