@@ -38,6 +38,7 @@ HISTORY = [("GET", "/v1/omnimessages"), ("GET", "/v1/omnimessage/{omnimessage_id
 # statistics, and the legacy balance and pricing endpoints (also at /, as on api2)
 ACCOUNT = [("POST", "/v1/statistics/reports"), ("GET", "/v1/get_balance"),
            ("POST", "/v1/get_balance"), ("GET", "/v1/pricelist"), ("GET", "/v1/prices")]
+VERIFICATION = [("POST", "/v1/verify/start"), ("POST", "/v1/verify/pin")]
 PHONEBOOK = [(m, "/v1/phonebook" + p) for m, p in [
     ("GET", "/blacklist"), ("POST", "/blacklist"), ("GET", "/blacklist/{phone}"),
     ("DELETE", "/blacklist/{phone}"), ("GET", "/contacts"), ("POST", "/contacts"),
@@ -94,7 +95,7 @@ async def test_openapi_documents_the_operations_as_before(gateway: Any) -> None:
     # GET /v1/omnimessages sits beside the bulk send).
     documented = [(m.upper(), p) for p, ops in paths.items() for m in ops]
     surfaces = [(m, "/v1" + p) for m, p in MESSENTE] + TWILIO
-    assert sorted(documented) == sorted(surfaces + HISTORY + PHONEBOOK + ACCOUNT)
+    assert sorted(documented) == sorted(surfaces + HISTORY + PHONEBOOK + ACCOUNT + VERIFICATION)
     assert [d for d in documented if d in surfaces] == surfaces
     send = paths["/v1/omnimessage"]["post"]
     assert send["summary"] == "Send an omnimessage"

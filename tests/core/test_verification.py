@@ -38,6 +38,8 @@ def test_start_defaults() -> None:
     ({"to": "+3725", "max_tries": "6"}, 102),
     ({"to": "+3725", "retry_delay": "-1"}, 102),
     ({"to": "+3725", "cookie": "c" * 513}, 102),
+    ({"to": "+3725", "ip": "192.0.2.1\x00"}, 102),
+    ({"to": "+3725", "template": "<PIN>\x00"}, 102),
     ({"to": "+3725", "template": "Your code is PIN"}, 109),
     ({"to": "+3725", "from": "Twelve chars"}, 111),
     ({"to": "+3725", "from": "Tab\tName"}, 111),
@@ -72,6 +74,11 @@ def test_send_offsets_stop_at_max_tries_and_validity() -> None:
     assert rules.send_offsets(2, 30, 300) == [0, 30]
     assert rules.send_offsets(5, 100, 300) == [0, 100, 200]  # not when the PIN has expired
     assert rules.send_offsets(1, 30, 300) == [0]
+
+
+def test_the_country_code_may_come_without_a_plus() -> None:
+    assert [rules.international(n) for n in ("+37255512345", "37255512345", "0037255512345")] \
+        == ["+37255512345"] * 3
 
 
 def test_render_fills_every_placeholder() -> None:

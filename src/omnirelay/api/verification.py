@@ -117,7 +117,7 @@ class NumberVerification:
     async def start(self, account: Account, params: Mapping[str, str]) -> str:
         try:
             asked = rules.parse_start(params)
-            destination = parse_phone_number(asked.to, "to")
+            destination = parse_phone_number(rules.international(asked.to), "to")
         except rules.StartError as exc:
             return f"ERROR {exc.code}"
         except RequestError:

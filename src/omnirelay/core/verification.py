@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from omnirelay.core import senders
+from omnirelay.core import validation as v
 from omnirelay.core.validation import RequestError
 
 PLACEHOLDER = "<PIN>"
@@ -112,6 +113,8 @@ def _hint(params: Mapping[str, str], name: str) -> str | None:
         return None
     if len(value) > MAX_HINT_LENGTH:
         raise StartError(102, f"{name} must have at most {MAX_HINT_LENGTH} characters")
+    if (found := v.control_character(value)) is not None:
+        raise StartError(102, f"{name} holds the control character {found}")
     return value
 
 
@@ -121,6 +124,8 @@ def parse_start(params: Mapping[str, str]) -> StartRequest:
     if not to:
         raise StartError(102, "to is required")
     template = params.get("template") or DEFAULT_TEMPLATE
+    if (found := v.control_character(template, multiline=True)) is not None:
+        raise StartError(102, f"template holds the control character {found}")
     if PLACEHOLDER not in template:
         raise StartError(109, f"template must contain the {PLACEHOLDER} placeholder")
     sender = params.get("from") or None
@@ -138,6 +143,14 @@ def parse_start(params: Mapping[str, str]) -> StartRequest:
         max_tries=_integer(params, "max_tries", DEFAULT_MAX_TRIES, 1, MAX_TRIES_LIMIT),
         retry_delay=_integer(params, "retry_delay", DEFAULT_RETRY_DELAY, 1, MAX_VALIDITY),
         validity=validity, ip=_hint(params, "ip"), cookie=_hint(params, "cookie"))
+
+
+def international(to: str) -> str:
+    """The number with its country code, as Messente asks for it, written the E.164 way: a
+    leading + (or 00) is optional here."""
+    if to.startswith("+"):
+        return to
+    return "+" + (to[2:] if to.startswith("00") else to)
 
 
 def new_pin(length: int) -> str:
