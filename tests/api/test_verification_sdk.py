@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import re
+import sqlite3
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ import httpx
 import pytest
 import yaml
 from messente_api import ApiClient, Configuration, DeliveryReportApi, NumberVerificationApi
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from omnirelay.api.verification import NumberVerification
 from omnirelay.channels.base import OutboundMessage
@@ -355,3 +356,30 @@ def test_a_verified_cookie_skips_the_pin(gateway: Gateway, acme: Account) -> Non
     assert start(gateway, acme, cookie="c-2").startswith("OK ")
     assert start(gateway, acme, EE2, cookie="c-1").startswith("OK ")
     assert start(gateway, other, cookie="c-1").startswith("OK ")
+
+
+def test_a_locked_database_answers_error_209_and_sends_nothing(tmp_path: Any) -> None:
+    """SQLite's write lock held by another connection past database_timeout: the store is
+    unavailable for writes (reads still pass, so the credentials are checked)."""
+    path = tmp_path / "locked.db"
+    live = start_live_server(make_settings(f"sqlite:///{path}", database_timeout=0.5))
+    try:
+        account = live.call(create_account(live.runtime, "acme"))
+        verifier = NumberVerificationApi(ApiClient(Configuration(
+            host=live.base_url, ignore_operation_servers=True)))
+        verification = verification_id(verifier.verify_number(
+            account.api_username, account.api_password, EE, max_tries="1"))
+        locker = sqlite3.connect(path, isolation_level=None, timeout=5)
+        try:
+            locker.execute("BEGIN IMMEDIATE")
+            assert verifier.verify_number(account.api_username, account.api_password,
+                                          EE2) == "ERROR 209"
+            assert verifier.verify_pin(account.api_username, account.api_password,
+                                       verification, "0000") == "ERROR 209"
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        assert live.call(live.runtime.store.db.read(lambda conn: conn.execute(
+            select(func.count()).select_from(verification_sends)).scalar_one())) == 1
+    finally:
+        live.stop()
