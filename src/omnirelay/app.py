@@ -27,6 +27,7 @@ from omnirelay.api import (
     phonebook,
     routing,
     twilio,
+    verification,
 )
 from omnirelay.api.errors import error_response
 from omnirelay.api.whatsapp_templates import install as install_whatsapp_templates
@@ -171,6 +172,9 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool =
     app.router.routes.extend(account_api.build_routes())  # statistics, balance, pricing
     app.state.error_formatters.extend(
         (prefix, account_api.statistics_formatter) for prefix in account_api.STATISTICS_PREFIXES)
+    # /verify/start and /verify/pin; the service holds the clock tests may replace
+    app.state.number_verification = verification.NumberVerification(runtime)
+    app.router.routes.extend(verification.build_routes())
     phonebook.install(app)  # under /v1 and at /, errors in the Phonebook's format
     install_whatsapp_templates(app, runtime)  # under /v1 and at /
     number_lookup.install(app, runtime)  # POST /hlr/sync, errors in the lookup's format

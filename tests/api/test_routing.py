@@ -44,6 +44,7 @@ NUMBER_LOOKUP = [("POST", "/v1/hlr/sync")]
 TEMPLATES = [(m, "/v1/whatsapp/wabas/{waba_id}/templates" + p) for m, p in [
     ("GET", ""), ("POST", ""), ("DELETE", ""), ("GET", "/{template_id}"),
     ("PUT", "/{template_id}")]]
+VERIFICATION = [("POST", "/v1/verify/start"), ("POST", "/v1/verify/pin")]
 PHONEBOOK = [(m, "/v1/phonebook" + p) for m, p in [
     ("GET", "/blacklist"), ("POST", "/blacklist"), ("GET", "/blacklist/{phone}"),
     ("DELETE", "/blacklist/{phone}"), ("GET", "/contacts"), ("POST", "/contacts"),
@@ -101,7 +102,7 @@ async def test_openapi_documents_the_operations_as_before(gateway: Any) -> None:
     documented = [(m.upper(), p) for p, ops in paths.items() for m in ops]
     surfaces = [(m, "/v1" + p) for m, p in MESSENTE] + TWILIO
     assert sorted(documented) == sorted(surfaces + HISTORY + PHONEBOOK + ACCOUNT + NUMBER_LOOKUP
-                                              + TEMPLATES)
+                                              + TEMPLATES + VERIFICATION)
     assert [d for d in documented if d in surfaces] == surfaces
     send = paths["/v1/omnimessage"]["post"]
     assert send["summary"] == "Send an omnimessage"

@@ -9,6 +9,7 @@ every answer HTTP 200, failures as plain text `ERROR <code>`.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from xml.sax.saxutils import escape
@@ -192,11 +193,14 @@ def text(body: str, media_type: str = "text/plain") -> Response:
     return Response(body, status_code=200, media_type=media_type)
 
 
-async def legacy_account(request: Request) -> Account | Response:
-    """The account named by the query's username and password, or the `ERROR` answer: 102 when
-    either is missing, 101 when they open no active account (compared in constant time)."""
-    username = request.query_params.get("username")
-    password = request.query_params.get("password")
+async def legacy_account(request: Request, params: Mapping[str, str] | None = None
+                         ) -> Account | Response:
+    """The account named by the query's username and password (or by `params`, when the caller
+    read them from a form body too), or the `ERROR` answer: 102 when either is missing, 101 when
+    they open no active account (compared in constant time)."""
+    given = request.query_params if params is None else params
+    username = given.get("username")
+    password = given.get("password")
     if not username or password is None:
         return text("ERROR 102")
     if control_character(username) is not None:

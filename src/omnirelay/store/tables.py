@@ -365,3 +365,43 @@ number_lookups = Table(
     Column("created_at", DateTime, nullable=False),
     Index("ix_number_lookups_account_time", "account_id", "created_at"),
 )
+
+
+# Number verification (/verify/*): one row per verification, the PIN only as a keyed hash
+# (core/verification.py); the omnimessages that carry its PIN, so that re-sends still scheduled
+# are canceled once it is verified; and each destination's wrong PINs in the current window.
+verifications = Table(
+    "verifications",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"), nullable=False),
+    Column("destination", String(32), nullable=False),
+    Column("pin_hash", String(64), nullable=False),
+    Column("cookie_hash", String(64), nullable=True),
+    Column("ip", String(512), nullable=True),
+    Column("wrong_pins", Integer, nullable=False),
+    Column("created_at", DateTime, nullable=False),
+    Column("expires_at", DateTime, nullable=False),
+    Column("verified_at", DateTime, nullable=True),
+    Index("ix_verifications_cookie", "account_id", "destination", "cookie_hash"),
+)
+
+verification_sends = Table(
+    "verification_sends",
+    metadata,
+    Column("verification_id", String(36), ForeignKey("verifications.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("seq", Integer, primary_key=True),
+    Column("omnimessage_id", String(36), nullable=False),
+    Column("send_at", DateTime, nullable=False),
+)
+
+verification_throttles = Table(
+    "verification_throttles",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("destination", String(32), primary_key=True),
+    Column("window_started_at", DateTime, nullable=False),
+    Column("wrong_pins", Integer, nullable=False),
+)
