@@ -29,9 +29,10 @@ METHODS = ("get", "post", "put", "patch", "delete")
 DOCUMENTED_TAGS = {"Omnimessage", "Bulk Messaging", "Delivery Report", "History",
                    "Twilio Messages", "Operator", "Blacklist", "Contacts", "Groups",
                    "Statistics", "Account Balance", "Pricing", "WhatsApp Templates",
-                   "Number Lookup"}
+                   "Number Lookup", "Number Verification"}
 # Messente's legacy endpoints: credentials in the query, every answer a 200 in plain text.
-LEGACY_PATHS = {"/v1/get_balance", "/v1/pricelist", "/v1/prices"}
+LEGACY_PATHS = {"/v1/get_balance", "/v1/pricelist", "/v1/prices", "/v1/verify/start",
+                "/v1/verify/pin"}
 # POSTs whose path says it all (add a contact to a group).
 BODYLESS_POSTS = {"/v1/phonebook/groups/{group_id}/contacts/{phone}"}
 # Official request examples that are placeholders (message_types: ["message_types"]), which no

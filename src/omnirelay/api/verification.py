@@ -26,6 +26,7 @@ from starlette.responses import Response
 
 from omnirelay.api.account_api import legacy_account, text
 from omnirelay.api.messente import new_omnimessage, runtime_of
+from omnirelay.api.openapi import LEGACY_CREDENTIALS
 from omnirelay.api.requests import BodyError, read_body
 from omnirelay.api.routing import LeanRoute, Routes
 from omnirelay.core import verification as rules
@@ -47,8 +48,6 @@ def _query(name: str, description: str, required: bool = False) -> dict[str, Any
             "schema": {"type": "string"}}
 
 
-_CREDENTIALS = [_query("username", "the API username", True),
-                _query("password", "the API password", True)]
 _HINTS = [_query("ip", "the end user's IP address"),
           _query("browser", "the end user's browser (User-Agent); accepted, not used"),
           _query("cookie", "a cookie of the end user's session: once verified, the same "
@@ -60,9 +59,10 @@ def _plain(description: str, example: str) -> dict[str, Any]:
         "schema": {"type": "string"}, "example": example}}}}
 
 
+# The credentials are the legacy query parameters, declared as security schemes.
 _START_DOC: dict[str, Any] = {
+    "security": [LEGACY_CREDENTIALS],
     "parameters": [
-        *_CREDENTIALS,
         _query("to", "the number to verify, E.164", True),
         _query("template", f"the SMS text, with {rules.PLACEHOLDER} where the PIN goes "
                            f"(default \"{rules.DEFAULT_TEMPLATE}\")"),
@@ -82,8 +82,8 @@ _START_DOC: dict[str, Any] = {
                         "OK 6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f"),
 }
 _PIN_DOC: dict[str, Any] = {
-    "parameters": [*_CREDENTIALS,
-                   _query("verification_id", "what /verify/start answered", True),
+    "security": [LEGACY_CREDENTIALS],
+    "parameters": [_query("verification_id", "what /verify/start answered", True),
                    _query("pin", "the PIN the end user typed", True), *_HINTS],
     "responses": _plain("VERIFIED; INVALID (wrong PIN); EXPIRED (past its validity, or already "
                         "used); THROTTLED (out of tries); ERROR 101, 102, 110 (no such "
