@@ -31,6 +31,7 @@ from omnirelay.engine.wakeup import ATTEMPTS, DEADLINES, WEBHOOKS, Wakeup, liste
 from omnirelay.engine.webhooks import DEFAULT_SIGNERS, Signer, WebhookSender
 from omnirelay.errors import ConfigError
 from omnirelay.metrics import Metrics
+from omnirelay.ratelimits import AcceptLimiter
 from omnirelay.store import migrate
 from omnirelay.store.database import Database, StoreUnavailable
 from omnirelay.store.queries import NewOmnimessage, Store
@@ -91,6 +92,7 @@ class Runtime:
         self.store = Store(self.db, self.box, self._build_reports, self.metrics,
                            settings.engine.receipt_match_window)
         self.accounts = AccountCache(self.store)
+        self.limits = AcceptLimiter(self.db)  # per-account accept rates (omnirelay.ratelimits)
         self.wakeup = Wakeup()
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.supervisor = Supervisor(self.metrics)

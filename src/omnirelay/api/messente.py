@@ -27,6 +27,7 @@ from omnirelay.api.openapi import (
     messente_errors,
     secured,
 )
+from omnirelay.api.ratelimited import messente_rate_limited
 from omnirelay.api.requests import BodyError, read_json
 from omnirelay.api.routing import LeanRoute, Routes
 from omnirelay.core.omnimessage import (
@@ -275,6 +276,8 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
             return error_response("105", exc.detail, exc.source)
         except RequestError as exc:
             return error_response(exc.code, exc.detail, exc.source)
+        if (wait := await runtime.limits.admit(account, 1)) is not None:
+            return messente_rate_limited(wait)
         await runtime.accept([message])
         return json_response(201, created_body(message))
 
@@ -310,6 +313,8 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
                 continue
             accepted.append(message)
             results.append(created_body(message))
+        if (wait := await runtime.limits.admit(account, len(accepted))) is not None:
+            return messente_rate_limited(wait)  # each omnimessage counts; none is stored
         await runtime.accept(accepted)
         return json_response(201, {"messages": results})
 

@@ -24,6 +24,7 @@ from starlette.responses import Response
 from omnirelay.api import openapi
 from omnirelay.api.auth import authenticate_twilio, basic_credentials
 from omnirelay.api.openapi import NULLABLE_STRING, TWILIO_BASIC, twilio_errors
+from omnirelay.api.ratelimited import twilio_rate_limited
 from omnirelay.api.requests import BodyError, read_body
 from omnirelay.api.routing import LeanRoute, Routes
 from omnirelay.core.omnimessage import PRIORITIES
@@ -348,6 +349,8 @@ def build_routes(window: ScheduleWindow) -> list[LeanRoute]:
             form = await read_form(request, ctx.runtime.settings.max_body_bytes)
             now = utcnow()
             message = new_omnimessage(ctx.account, parse_create(form, now=now, window=window))
+            if (wait := await ctx.runtime.limits.admit(ctx.account, 1)) is not None:
+                return twilio_rate_limited(wait)
             await ctx.runtime.accept([message])
             return json_response(201, message_resource(
                 accepted_view(message, now), ctx.account.twilio_account_sid, now))
