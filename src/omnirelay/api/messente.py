@@ -125,7 +125,7 @@ _SEND_DOC: dict[str, Any] = secured(MESSENTE_BASIC, {
     "requestBody": {"required": True, "content": json_content(_OMNIMESSAGE, _SEND_EXAMPLE)},
     "responses": {"201": answer("Accepted: one message per channel variant, in fallback "
                                 "order", _CREATED, _CREATED_EXAMPLE),
-                  **messente_errors(400, 401, 503, invalid=(
+                  **messente_errors(400, 401, 429, 503, invalid=(
                       "105", "to is not a valid phone number", "to"))},
 })
 _BULK_EXAMPLE = {"messages": [_SEND_EXAMPLE,
@@ -147,7 +147,7 @@ _BULK_DOC: dict[str, Any] = secured(MESSENTE_BASIC, {
                       {"messages": [_CREATED_EXAMPLE, messente_error(
                           "105", "messages[1].to is not a valid phone number",
                           "messages[1].to")]}),
-        **messente_errors(400, 401, 503, invalid=(
+        **messente_errors(400, 401, 429, 503, invalid=(
             "105", "at most 1000 omnimessages per request", "messages"))},
 })
 _STATUS_ITEM: dict[str, Any] = {

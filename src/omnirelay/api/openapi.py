@@ -59,6 +59,7 @@ _RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying ag
                                 "schema": {"type": "integer"}}}
 OPERATOR_REFUSED = "a valid operator token is required (Authorization: Bearer)"
 _UNAVAILABLE = "the database is unavailable; nothing was stored, try again shortly"
+_RATE_LIMITED = "the account's rate limit is reached; nothing was stored; retry after 1 s"
 
 
 def json_content(schema: dict[str, Any], example: Any = None) -> dict[str, Any]:
@@ -101,6 +102,8 @@ def messente_errors(*statuses: int, invalid: tuple[str, str, str | None] | None 
                     messente_error("105", "an account named 'acme' exists already")),
         503: answer("The database is unavailable; nothing was stored", MESSENTE_ERROR,
                     messente_error("104", _UNAVAILABLE), _RETRY_AFTER),
+        429: answer("Beyond the account's rate limit; nothing was stored", MESSENTE_ERROR,
+                    messente_error("102", _RATE_LIMITED), _RETRY_AFTER),
     }
     return {str(status): described[status] for status in statuses}
 
@@ -117,6 +120,8 @@ def twilio_errors(*statuses: int, invalid: TwilioError | None = None) -> dict[st
                         "SM00000000000000000000000000000000.json"), None),
         503: ("The database is unavailable; nothing was stored",
               twilio_error(20503, detail=_UNAVAILABLE), _RETRY_AFTER),
+        429: ("Beyond the account's rate limit; nothing was stored",
+              twilio_error(20429, detail=_RATE_LIMITED), _RETRY_AFTER),
     }
     documented: dict[str, Any] = {}
     for status in statuses:

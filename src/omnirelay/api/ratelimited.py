@@ -12,7 +12,7 @@ import orjson
 from starlette.responses import Response
 
 from omnirelay.api.errors import error_response
-from omnirelay.core.twilio.errors import MORE_INFO
+from omnirelay.core.twilio.errors import twilio_error
 
 MESSENTE_CODE = "102"
 TWILIO_CODE = 20429
@@ -30,8 +30,6 @@ def messente_rate_limited(retry_after: int) -> Response:
 
 
 def twilio_rate_limited(retry_after: int) -> Response:
-    # Key order as Twilio's errors (alphabetical), as core.twilio.errors builds them.
-    body = {"code": TWILIO_CODE, "message": f"Too Many Requests: {_detail(retry_after)}",
-            "more_info": MORE_INFO.format(code=TWILIO_CODE), "status": STATUS}
-    return Response(orjson.dumps(body), status_code=STATUS, media_type="application/json",
-                    headers={"Retry-After": str(retry_after)})
+    error = twilio_error(TWILIO_CODE, detail=_detail(retry_after))
+    return Response(orjson.dumps(error.body()), status_code=error.status,
+                    media_type="application/json", headers={"Retry-After": str(retry_after)})

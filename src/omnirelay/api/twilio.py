@@ -138,7 +138,7 @@ _CREATE_DOC: dict[str, Any] = {
                     "Body": "Your code is 1234"}}}},
     "responses": {**_ok("Queued (or scheduled, with SendAt)", _MESSAGE, _MESSAGE_EXAMPLE,
                         "201"),
-                  **twilio_errors(400, 401, 404, 503)},
+                  **twilio_errors(400, 401, 404, 429, 503)},
 }
 _LIST_DOC: dict[str, Any] = {
     "security": _TWILIO_SECURITY,
