@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -150,3 +151,22 @@ async def test_two_processes_spend_one_send_budget(postgres_url: str) -> None:
     finally:
         first.close()
         second.close()
+
+
+async def test_attempts_held_back_by_later_claims_queue_behind_the_earlier_ones(
+        runtime: Runtime) -> None:
+    bulk, _few = await accounts(runtime)
+    await set_send_rate(runtime, "bulk", 5)
+    await accept(runtime, bulk, 30)
+    now = utcnow() + timedelta(seconds=1)
+    assert len(await runtime.store.claim_due_attempts("w", 10, 30, now)) == 5
+    assert await runtime.store.claim_due_attempts("w", 10, 30, now) == []
+    assert await runtime.store.claim_due_attempts("w", 10, 30, now) == []
+    turns = [r[1] for r in await due_rows(runtime, bulk.id) if r[0] == "due"]
+    # 25 held back by three claims: each on a turn of its own, a fifth of a second apart
+    assert len(turns) == 25 and len(set(turns)) == 25
+    gaps = {round((b - a).total_seconds(), 3) for a, b in pairwise(turns)}
+    assert gaps == {0.2}
+    # each turn, one goes
+    assert len(await runtime.store.claim_due_attempts("w", 10, 30, turns[0])) == 1
+    assert len(await runtime.store.claim_due_attempts("w", 10, 30, turns[1])) == 1

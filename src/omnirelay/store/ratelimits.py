@@ -83,15 +83,18 @@ _SEND_LIMITS = (select(accounts.c.id, accounts.c.max_send_rps)
 _LOCK_SEND = text(
     "INSERT INTO rate_budgets (account_id, kind, tat_us) VALUES (:account, 'send', 0) "
     "ON CONFLICT (account_id, kind) DO UPDATE SET tat_us = rate_budgets.tat_us "
-    "RETURNING tat_us")
-_SET_SEND = text("UPDATE rate_budgets SET tat_us = :tat WHERE account_id = :account AND kind = 'send'")
+    "RETURNING tat_us, horizon_us")
+_SET_SEND = text("UPDATE rate_budgets SET tat_us = :tat, horizon_us = :horizon "
+                 "WHERE account_id = :account AND kind = 'send'")
 
 
 def hold_to_send_rates(conn: Connection, claimed: Sequence[Any], now: datetime
                        ) -> tuple[list[Any], list[Any]]:
-    """Split a claim into what its accounts' send rates allow now and what they hold back; the
-    held-back attempts are due again, each at its turn, and their claim does not count as a
-    try. Costs one probe when no account in the claim is limited."""
+    """Split a claim into what its accounts' send rates allow now and what they hold back. Each
+    held-back attempt is due again at a turn of its own, one interval after the last turn handed
+    out (the budget's horizon), so later claims queue behind it rather than on the same turns,
+    and each attempt is put back about once; the claim does not count as a try. Costs one probe
+    when no account in the claim is limited."""
     if not claimed:
         return list(claimed), []
     ids = sorted({c.account_id for c in claimed})
@@ -99,35 +102,33 @@ def hold_to_send_rates(conn: Connection, claimed: Sequence[Any], now: datetime
     if not limits:
         return list(claimed), []
     now_us = to_us(now)
-    allowed: dict[int, int] = {}
-    tats: dict[int, int] = {}
+    kept = [c for c in claimed if c.account_id not in limits]
+    held: list[tuple[Any, int]] = []
     for account_id in sorted(limits):
         rate = limits[account_id]
-        tat = int(conn.execute(_LOCK_SEND, {"account": account_id}).scalar_one())
-        wanted = sum(1 for c in claimed if c.account_id == account_id)
-        granted, tat = take_up_to(tat, now_us, wanted, rate)
-        allowed[account_id] = granted
-        tats[account_id] = tat
-        conn.execute(_SET_SEND, {"account": account_id, "tat": tat})
-    kept: list[Any] = []
-    held: list[tuple[Any, int]] = []
-    seen: dict[int, int] = {}
-    for c in claimed:
-        if c.account_id not in limits:
-            kept.append(c)
-            continue
-        index = seen.get(c.account_id, 0)
-        seen[c.account_id] = index + 1
-        if index < allowed[c.account_id]:
-            kept.append(c)
-        else:
-            turn = ratelimit.slot(tats[c.account_id], now_us, limits[c.account_id],
-                                  index - allowed[c.account_id])
-            held.append((c, turn))
+        mine = [c for c in claimed if c.account_id == account_id]
+        tat, horizon = conn.execute(_LOCK_SEND, {"account": account_id}).one()
+        granted, tat = take_up_to(int(tat), now_us, len(mine), rate)
+        kept += mine[:granted]
+        turns = held_turns(tat, horizon, now_us, rate, len(mine) - granted)
+        held += zip(mine[granted:], turns, strict=True)
+        conn.execute(_SET_SEND, {"account": account_id, "tat": tat,
+                                 "horizon": turns[-1] if turns else horizon})
     if held:
         S.put_back_held.run(conn, [{"mid": c.message_id, "due": from_us(turn), "now": now}
                                    for c, turn in held])
+    order = {id(c): i for i, c in enumerate(claimed)}
+    kept.sort(key=lambda c: order[id(c)])  # as the claim ordered them
     return kept, [c for c, _ in held]
+
+
+def held_turns(tat: int, horizon: int | None, now: int, rate: int, count: int) -> list[int]:
+    """When each of `count` held-back attempts may go, µs: from the first moment the budget
+    gives one more, or after the last turn already handed out, one interval apart."""
+    first = ratelimit.slot(tat, now, rate, 0)
+    if horizon is not None:
+        first = max(first, horizon + round(ratelimit.SECOND_US / rate))
+    return [first + round(i * ratelimit.SECOND_US / rate) for i in range(count)]
 
 
 def take_up_to(tat: int, now: int, wanted: int, rate: int) -> tuple[int, int]:

@@ -66,6 +66,8 @@ rate_budgets = Table(
            primary_key=True),
     Column("kind", String(8), primary_key=True),
     Column("tat_us", BigInteger, nullable=False),
+    # send only: the last turn handed to an attempt held back, so later ones queue behind it
+    Column("horizon_us", BigInteger, nullable=True),
 )
 
 inbound_numbers = Table(

@@ -3,7 +3,8 @@
 accounts.max_rps caps the omnimessages an account may have accepted per second, max_send_rps the
 attempts the dispatcher hands to channels for it per second (NULL: unlimited). rate_budgets holds
 each limited account's shared budget state (a GCRA theoretical arrival time, microseconds since
-the epoch), so that every process on one PostgreSQL spends the same budget.
+the epoch), so that every process on one PostgreSQL spends the same budget, and for sending the
+last turn handed to an attempt held back (horizon_us).
 
 Revision ID: 0007
 Revises: 0006
@@ -29,6 +30,7 @@ def upgrade() -> None:
         sa.Column('account_id', sa.Integer(), nullable=False),
         sa.Column('kind', sa.String(length=8), nullable=False),
         sa.Column('tat_us', sa.BigInteger(), nullable=False),
+        sa.Column('horizon_us', sa.BigInteger(), nullable=True),
         sa.ForeignKeyConstraint(['account_id'], ['accounts.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('account_id', 'kind'),
     )
