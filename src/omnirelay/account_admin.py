@@ -47,11 +47,16 @@ class AccountChanges:
     inbound_numbers: Sequence[str] | None = None
     replacements: dict[str, str] | None = None
     reset_replacements: bool = False  # back to the built-in look-alike table
+    # per second (omnirelay.ratelimits); 0 or "unlimited" clears; None leaves it as it is
+    max_rps: int | str | None = None
+    max_send_rps: int | str | None = None
 
 
 MAX_NAME = 100
 MIN_PASSWORD = 12
 MAX_INBOUND_NUMBERS = 100
+MAX_RATE = 1_000_000  # per second
+UNLIMITED = "unlimited"
 
 
 def check_name(value: Any) -> str:
@@ -77,6 +82,19 @@ def check_inbound_numbers(value: Any) -> list[str]:
     # A tuple from Python callers; anything else that is not a JSON array (a string) is refused.
     return v.array(list(value) if isinstance(value, tuple) else value, "inbound_numbers",
                    _inbound_number, max_items=MAX_INBOUND_NUMBERS)
+
+
+def check_rate(value: Any, path: str) -> int | None:
+    """A rate limit per second: a positive integer, or 0 or "unlimited" for none (None). The CLI
+    gives a string, the API a JSON integer or the string."""
+    if isinstance(value, str):
+        if value.strip().lower() == UNLIMITED:
+            return None
+        if not value.strip().isdigit():
+            v.fail(path, f"{path} must be a whole number of messages per second, or unlimited")
+        value = int(value)
+    rate = v.integer(value, path, minimum=0, maximum=MAX_RATE)
+    return rate or None
 
 
 def _inbound_number(value: Any, path: str) -> str:
@@ -107,6 +125,7 @@ def summary(account: Account, inbound_numbers: Sequence[str] = ()) -> dict[str, 
         "twilio_account_sid": account.twilio_account_sid,
         "default_sender": account.default_sender, "dlr_url": account.dlr_url,
         "inbound_url": account.inbound_url, "inbound_numbers": list(inbound_numbers),
+        "max_rps": account.max_rps, "max_send_rps": account.max_send_rps,  # null: unlimited
         "created": account.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     }
 
@@ -170,6 +189,9 @@ async def change_account(runtime: Runtime, name: str, changes: AccountChanges) -
             values[key] = check_url(url, key)
     numbers = (None if changes.inbound_numbers is None
                else check_inbound_numbers(changes.inbound_numbers))
+    for key, rate in (("max_rps", changes.max_rps), ("max_send_rps", changes.max_send_rps)):
+        if rate is not None:
+            values[key] = check_rate(rate, key)
     account = await find_account(runtime, name)
     if changes.replacements is not None or changes.reset_replacements:
         values["replacements"] = changes.replacements

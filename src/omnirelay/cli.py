@@ -409,13 +409,20 @@ def account_set(
         help="A JSON file mapping single characters to replacements, used by autoconvert "
              "(and SmartEncoded) instead of the built-in look-alike table; 'default' goes back "
              "to the built-in table.")] = None,
+    max_rps: Annotated[str | None, typer.Option(
+        help="Omnimessages it may have accepted per second (a bulk request counts each); "
+             "beyond it requests are answered 429. 0 or 'unlimited' (the default) clears.")] = None,
+    max_send_rps: Annotated[str | None, typer.Option(
+        help="Attempts the dispatcher hands to channels for it per second; 0 or 'unlimited' "
+             "(the default) clears.")] = None,
     config: ConfigOption = None,
 ) -> None:
     """Change an account's settings."""
     table = _replacement_table(replacements) if replacements not in (None, "default") else None
     changes = ops.AccountChanges(default_sender=sender, dlr_url=dlr_url, inbound_url=inbound_url,
                                  inbound_numbers=inbound_number, replacements=table,
-                                 reset_replacements=replacements == "default")
+                                 reset_replacements=replacements == "default",
+                                 max_rps=max_rps, max_send_rps=max_send_rps)
     _operate(config, lambda runtime: ops.change_account(runtime, name, changes))
     console.print(f"account {name} updated", markup=False)
 

@@ -32,6 +32,7 @@ from omnirelay.engine.webhooks import DEFAULT_SIGNERS, Signer, WebhookSender
 from omnirelay.errors import ConfigError
 from omnirelay.idempotency import Idempotency
 from omnirelay.metrics import Metrics
+from omnirelay.ratelimits import AcceptLimiter
 from omnirelay.store import migrate
 from omnirelay.store.database import Database, StoreUnavailable
 from omnirelay.store.idempotency import KeyRecord
@@ -94,6 +95,7 @@ class Runtime:
                            settings.engine.receipt_match_window)
         self.accounts = AccountCache(self.store)
         self.idempotency = Idempotency(self.store, settings.idempotency.window_hours)
+        self.limits = AcceptLimiter(self.db)  # per-account accept rates (omnirelay.ratelimits)
         self.wakeup = Wakeup()
         self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.supervisor = Supervisor(self.metrics)

@@ -86,7 +86,8 @@ def _failed(exc: ops.OperatorError) -> Response:
 
 def _account_fields(body: Any, *, creating: bool) -> dict[str, Any]:
     """The body's fields; their values are checked by account_admin, as for the CLI."""
-    names = ("default_sender", "dlr_url", "inbound_url", "inbound_numbers")
+    names = ("default_sender", "dlr_url", "inbound_url", "inbound_numbers",
+             *(() if creating else ("max_rps", "max_send_rps")))
     data = v.fields(v.obj(body, ""), "", ("name", "password", *names) if creating else names)
     if creating:
         v.required(data, "name", "")
@@ -94,6 +95,11 @@ def _account_fields(body: Any, *, creating: bool) -> dict[str, Any]:
 
 
 _NULLABLE_URL = {"type": ["string", "null"], "format": "uri"}
+_RATES: dict[str, Any] = {  # per-account rate limits (omnirelay.ratelimits)
+    "max_rps": {"type": ["integer", "null"], "minimum": 1,
+                "description": "omnimessages accepted per second; null: unlimited"},
+    "max_send_rps": {"type": ["integer", "null"], "minimum": 1,
+                     "description": "attempts sent per second; null: unlimited"}}
 _SUMMARY: dict[str, Any] = {
     "type": "object", "title": "Account",
     "required": ["name", "state", "api_username", "twilio_account_sid", "default_sender",
@@ -104,12 +110,14 @@ _SUMMARY: dict[str, Any] = {
         "default_sender": {"type": "string"}, "dlr_url": _NULLABLE_URL,
         "inbound_url": _NULLABLE_URL,
         "inbound_numbers": {"type": "array", "items": {"type": "string"}},
+        **_RATES,
         "created": {"type": "string", "format": "date-time"}}}
 _SUMMARY_EXAMPLE: dict[str, Any] = {
     "name": "acme", "state": "active", "api_username": "u-3f9a1c2b7d",
     "twilio_account_sid": "AC00000000000000000000000000000000", "default_sender": "Acme",
     "dlr_url": None, "inbound_url": "https://acme.example/inbound",
-    "inbound_numbers": ["+37251234567"], "created": "2026-01-02T03:04:05.678901Z"}
+    "inbound_numbers": ["+37251234567"], "max_rps": None, "max_send_rps": None,
+    "created": "2026-01-02T03:04:05.678901Z"}
 _CREDENTIALS: dict[str, Any] = {
     "type": "object", "title": "Credentials",
     "required": ["name", "api_username", "api_password", "twilio_account_sid",
@@ -169,7 +177,11 @@ _CHANGE_DOC = _doc(
     {"200": answer("The account as changed", _SUMMARY, _SUMMARY_EXAMPLE),
      **_errors(400, 401, 404, 503, invalid=("105", "dlr_url must be an http or https URL",
                                             "dlr_url"))},
-    {"type": "object", "additionalProperties": False, "properties": _FIELDS},
+    {"type": "object", "additionalProperties": False, "properties": {**_FIELDS, **{
+        key: {"oneOf": [{"type": "integer", "minimum": 0, "maximum": 1_000_000},
+                        {"type": "string", "enum": ["unlimited"]}],
+              "description": "per second; 0 or \"unlimited\" clears"}
+        for key in _RATES}}},
     {"inbound_url": "https://acme.example/inbound"})
 _ROTATE_DOC = _doc(
     {"200": answer("The new credentials, shown this once", _CREDENTIALS, _CREDENTIALS_EXAMPLE),
@@ -235,7 +247,7 @@ def build_routes() -> list[LeanRoute]:
         return json_response(200, shown)
 
     @routes.operation("PATCH", "/accounts/{name}",
-                      summary="Change an account's sender, URLs or inbound numbers",
+                      summary="Change an account's sender, URLs, inbound numbers or rate limits",
                       openapi_extra=_CHANGE_DOC)
     async def change(request: Request) -> Response:
         if not is_operator(request):

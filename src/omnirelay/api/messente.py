@@ -28,6 +28,7 @@ from omnirelay.api.openapi import (
     messente_errors,
     secured,
 )
+from omnirelay.api.ratelimited import messente_rate_limited
 from omnirelay.api.requests import BodyError, read_json
 from omnirelay.api.routing import LeanRoute, Routes
 from omnirelay.core.idempotency import HEADER, MESSENTE_BULK, MESSENTE_SEND, json_fingerprint
@@ -126,7 +127,7 @@ _SEND_DOC: dict[str, Any] = secured(MESSENTE_BASIC, {
     "requestBody": {"required": True, "content": json_content(_OMNIMESSAGE, _SEND_EXAMPLE)},
     "responses": {"201": answer("Accepted: one message per channel variant, in fallback "
                                 "order", _CREATED, _CREATED_EXAMPLE),
-                  **messente_errors(400, 401, 503, invalid=(
+                  **messente_errors(400, 401, 429, 503, invalid=(
                       "105", "to is not a valid phone number", "to"))},
 })
 _BULK_EXAMPLE = {"messages": [_SEND_EXAMPLE,
@@ -148,7 +149,7 @@ _BULK_DOC: dict[str, Any] = secured(MESSENTE_BASIC, {
                       {"messages": [_CREATED_EXAMPLE, messente_error(
                           "105", "messages[1].to is not a valid phone number",
                           "messages[1].to")]}),
-        **messente_errors(400, 401, 503, invalid=(
+        **messente_errors(400, 401, 429, 503, invalid=(
             "105", "at most 1000 omnimessages per request", "messages"))},
 })
 _STATUS_ITEM: dict[str, Any] = {
@@ -305,6 +306,9 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
                 await check_templates(request, account, message)
             except RequestError as exc:
                 return error_response(exc.code, exc.detail, exc.source)
+            # A replay spends nothing: only a new send is held to the account's rate.
+            if (wait := await runtime.limits.admit(account, 1)) is not None:
+                return messente_rate_limited(wait)
             return Created([message], 201, orjson.dumps(created_body(message)))
 
         return await idempotent(runtime, account.id, key,
@@ -335,7 +339,7 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
             return error_response("105", f"at most {MAX_BULK} omnimessages per request",
                                   "messages")
 
-        async def build() -> Created:
+        async def build() -> Created | Response:
             results: list[dict[str, Any]] = []
             accepted: list[NewOmnimessage] = []
             for index, item in enumerate(items):
@@ -349,6 +353,8 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
                     continue
                 accepted.append(message)
                 results.append(created_body(message))
+            if (wait := await runtime.limits.admit(account, len(accepted))) is not None:
+                return messente_rate_limited(wait)  # each omnimessage counts; none is stored
             return Created(accepted, 201, orjson.dumps({"messages": results}))
 
         return await idempotent(runtime, account.id, key,

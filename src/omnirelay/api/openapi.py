@@ -65,6 +65,7 @@ RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying aga
                                 "schema": {"type": "integer"}}}
 OPERATOR_REFUSED = "a valid operator token is required (Authorization: Bearer)"
 UNAVAILABLE = "the database is unavailable; nothing was stored, try again shortly"
+_RATE_LIMITED = "the account's rate limit is reached; nothing was stored; retry after 1 s"
 
 
 def json_content(schema: dict[str, Any], example: Any = None) -> dict[str, Any]:
@@ -107,6 +108,8 @@ def messente_errors(*statuses: int, invalid: tuple[str, str, str | None] | None 
                     messente_error("105", "an account named 'acme' exists already")),
         503: answer("The database is unavailable; nothing was stored", MESSENTE_ERROR,
                     messente_error("104", UNAVAILABLE), RETRY_AFTER),
+        429: answer("Beyond the account's rate limit; nothing was stored", MESSENTE_ERROR,
+                    messente_error("102", _RATE_LIMITED), RETRY_AFTER),
     }
     return {str(status): described[status] for status in statuses}
 
@@ -123,6 +126,8 @@ def twilio_errors(*statuses: int, invalid: TwilioError | None = None) -> dict[st
                         "SM00000000000000000000000000000000.json"), None),
         503: ("The database is unavailable; nothing was stored",
               twilio_error(20503, detail=UNAVAILABLE), RETRY_AFTER),
+        429: ("Beyond the account's rate limit; nothing was stored",
+              twilio_error(20429, detail=_RATE_LIMITED), RETRY_AFTER),
     }
     documented: dict[str, Any] = {}
     for status in statuses:

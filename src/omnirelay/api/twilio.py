@@ -26,6 +26,7 @@ from omnirelay.api.auth import authenticate_twilio, basic_credentials
 from omnirelay.api.idempotency import OPENAPI_PARAMETER, Created, idempotent, read_key
 from omnirelay.api.openapi import NULLABLE_STRING, TWILIO_BASIC, TWILIO_ERROR, twilio_errors
 from omnirelay.api.openapi import answer as documented
+from omnirelay.api.ratelimited import twilio_rate_limited
 from omnirelay.api.requests import BodyError, read_body
 from omnirelay.api.routing import LeanRoute, Routes
 from omnirelay.core.idempotency import HEADER, TWILIO_CREATE, form_fingerprint
@@ -140,7 +141,7 @@ _CREATE_DOC: dict[str, Any] = {
                     "Body": "Your code is 1234"}}}},
     "responses": {**_ok("Queued (or scheduled, with SendAt)", _MESSAGE, _MESSAGE_EXAMPLE,
                         "201"),
-                  **twilio_errors(400, 401, 404, 503)},
+                  **twilio_errors(400, 401, 404, 429, 503)},
 }
 _KEY_REUSED = TwilioError(20001, f"This {HEADER} was already used with different parameters; "
                                  "use a new key for a new message", 422)
@@ -362,9 +363,11 @@ def build_routes(window: ScheduleWindow) -> list[LeanRoute]:
                 raise invalid_parameter(bad_key)
             form = await read_form(request, ctx.runtime.settings.max_body_bytes)
 
-            async def build() -> Created:
+            async def build() -> Created | Response:
                 now = utcnow()
                 message = new_omnimessage(ctx.account, parse_create(form, now=now, window=window))
+                if (wait := await ctx.runtime.limits.admit(ctx.account, 1)) is not None:
+                    return twilio_rate_limited(wait)
                 return Created([message], 201, orjson.dumps(message_resource(
                     accepted_view(message, now), ctx.account.twilio_account_sid, now)))
 

@@ -43,6 +43,7 @@ from omnirelay.store import statements as S
 from omnirelay.store.database import Database, describe
 from omnirelay.store.phonebook import forget_account as forget_phonebook
 from omnirelay.store.pricing import ChargeItem, Settlement, charge, settle
+from omnirelay.store.ratelimits import fair_order, hold_to_send_rates
 from omnirelay.store.tables import (
     accounts,
     attempts,
@@ -87,6 +88,8 @@ class Account:
     replacements: dict[str, str] | None
     created_at: datetime
     state: str = "active"
+    max_rps: int | None = None  # omnimessages accepted per second (omnirelay.ratelimits)
+    max_send_rps: int | None = None  # attempts handed to channels per second
 
     def __repr__(self) -> str:  # never print secrets, not even in a traceback
         return f"Account(id={self.id}, name={self.name!r})"
@@ -428,6 +431,7 @@ class Store:
             default_sender=row["default_sender"], dlr_url=row["dlr_url"],
             inbound_url=row["inbound_url"], replacements=row["replacements"],
             created_at=row["created_at"], state=row["state"],
+            max_rps=row["max_rps"], max_send_rps=row["max_send_rps"],
         )
 
     # accepting -----------------------------------------------------------------------------
@@ -637,6 +641,7 @@ class Store:
         (request,) = submissions[0].units
         now = submissions[0].context
         params: dict[str, Any] = {"now": now, "limit": request.limit,
+                                  "window": request.limit * S.FAIR_WINDOW,
                                   "owner": request.owner, "lease_until": request.lease_until}
         statement = S.claim_due
         if request.channels is not None:
@@ -647,9 +652,12 @@ class Store:
             sender=r[5], content=r[6] or {}, deadline=r[7], priority=r[8], due_at=r[9],
             tries=r[10],
         ) for r in rows]
-        claimed.sort(key=lambda c: (c.priority, c.due_at))
-        # a blacklisted recipient is stopped first, and so never charged
-        return [self._charge(conn, self._stop_blacklisted(conn, claimed, now),
+        claimed = fair_order(claimed)
+        # a blacklisted recipient is stopped first, and so never charged; an attempt its
+        # account's send rate holds back is charged when it is claimed again
+        stopped = self._stop_blacklisted(conn, claimed, now)
+        kept, _held = hold_to_send_rates(conn, stopped.attempts, now)
+        return [self._charge(conn, Claim(kept, stopped.effects),
                              {r[0] for r in rows if r[11] is not None}, now)]
 
     def _charge(self, conn: Connection, claim: Claim, charged: set[str], now: datetime

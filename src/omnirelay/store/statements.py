@@ -123,14 +123,30 @@ _CLAIMED = (attempts.c.id, attempts.c.omnimessage_id, attempts.c.account_id, att
             attempts.c.charged_parts)  # set: an earlier claim charged it (store.pricing)
 
 
+# Fair share: the claim looks at the next FAIR_WINDOW batches' worth of due attempts (priority,
+# then due time, as before) and takes from them round-robin across accounts within each
+# priority: every account's first due attempt, then every account's second, and so on. So one
+# account's bulk campaign queued ahead of another's few messages does not make those wait for all
+# of it. The window is locked (SKIP LOCKED, as before), so concurrent claimers still take disjoint
+# sets; it bounds the work of the ranking too. An account with a send rate is held to it after
+# the claim (store.ratelimits), its excess put back to fall due at its turn, outside the window.
+FAIR_WINDOW = 4
+
+
 def _claim(by_channel: bool) -> Any:
-    due = (select(attempts.c.id)
-           .where(attempts.c.state == "due", attempts.c.due_at <= bindparam("now"))
-           .order_by(attempts.c.priority, attempts.c.due_at)
-           .limit(bindparam("limit")).with_for_update(skip_locked=True))
+    window = (select(attempts.c.id, attempts.c.account_id, attempts.c.priority, attempts.c.due_at)
+              .where(attempts.c.state == "due", attempts.c.due_at <= bindparam("now"))
+              .order_by(attempts.c.priority, attempts.c.due_at)
+              .limit(bindparam("window")).with_for_update(skip_locked=True))
     if by_channel:
-        due = due.where(attempts.c.channel.in_(bindparam("channels", expanding=True)))
-    return (update(attempts).where(attempts.c.id.in_(due.scalar_subquery()))
+        window = window.where(attempts.c.channel.in_(bindparam("channels", expanding=True)))
+    due = window.subquery("due")
+    turn = func.row_number().over(partition_by=(due.c.account_id, due.c.priority),
+                                  order_by=(due.c.due_at, due.c.id))
+    ranked = select(due.c.id, due.c.priority, due.c.due_at, turn.label("turn")).subquery("ranked")
+    chosen = (select(ranked.c.id).order_by(ranked.c.priority, ranked.c.turn, ranked.c.due_at)
+              .limit(bindparam("limit")))
+    return (update(attempts).where(attempts.c.id.in_(chosen.scalar_subquery()))
             .values(state="sending", lease_owner=bindparam("owner"),
                     lease_until=bindparam("lease_until"), tries=attempts.c.tries + 1,
                     updated_at=bindparam("now"))
@@ -151,6 +167,13 @@ any_blacklist = (select(_BLACKLIST.account_id)
 blacklisted = (select(_BLACKLIST.account_id, _BLACKLIST.phone)
                .where(_BLACKLIST.account_id.in_(bindparam("accounts", expanding=True)),
                       _BLACKLIST.phone.in_(bindparam("phones", expanding=True))))
+
+# A claimed attempt its account's send rate holds back (store.ratelimits): due again at its turn,
+# and the claim was not a try.
+put_back_held = Raw(
+    "UPDATE attempts SET state = 'due', due_at = :due, lease_owner = NULL, lease_until = NULL, "
+    "tries = tries - 1, updated_at = :now WHERE id = :mid AND state = 'sending'",
+    times=("due", "now"))
 
 # Only the lease holder records an outcome: an attempt whose lease ran out and was claimed again
 # belongs to its new holder.

@@ -50,6 +50,24 @@ accounts = Table(
     # secrets scrubbed, its messages kept until retention purges them)
     Column("state", String(16), nullable=False, server_default=text("'active'")),
     Column("created_at", DateTime, nullable=False),
+    # Rate limits (omnirelay.ratelimits), per second; NULL is unlimited. max_rps: omnimessages
+    # accepted; max_send_rps: attempts handed to channels.
+    Column("max_rps", Integer, nullable=True),
+    Column("max_send_rps", Integer, nullable=True),
+)
+
+# Each limited account's shared budget, per kind ("accept", "send"): the GCRA theoretical
+# arrival time in microseconds since the epoch, so every process on one database spends one
+# budget (store.ratelimits).
+rate_budgets = Table(
+    "rate_budgets",
+    metadata,
+    Column("account_id", Integer, ForeignKey("accounts.id", ondelete="CASCADE"),
+           primary_key=True),
+    Column("kind", String(8), primary_key=True),
+    Column("tat_us", BigInteger, nullable=False),
+    # send only: the last turn handed to an attempt held back, so later ones queue behind it
+    Column("horizon_us", BigInteger, nullable=True),
 )
 
 inbound_numbers = Table(

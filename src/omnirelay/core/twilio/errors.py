@@ -21,6 +21,7 @@ CATALOGUE: dict[int, tuple[int, str]] = {
     20004: (405, "Method not allowed"),
     20009: (400, "Cannot delete this resource before it is complete"),
     20404: (404, "The requested resource {path} was not found"),
+    20429: (429, "Too Many Requests: {detail}"),  # an account's rate limit (omnirelay.ratelimits)
     20500: (500, "Internal Server Error"),
     20503: (503, "Service Unavailable: {detail}"),
     21211: (400, "The 'To' number {to} is not a valid phone number."),
