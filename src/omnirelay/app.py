@@ -20,6 +20,7 @@ from omnirelay import __version__, logs
 from omnirelay.api import account_api, admin, docs, history, messente, phonebook, routing, twilio
 from omnirelay.api.errors import error_response
 from omnirelay.channels.base import HasWebhookRoutes
+from omnirelay.console import routes as console_routes
 from omnirelay.runtime import Runtime
 from omnirelay.store.database import StoreUnavailable
 
@@ -164,6 +165,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool =
     twilio.install(app, runtime)
     routing.document(app)  # the surfaces are Starlette routes, which FastAPI does not document
     docs.install(app)
+    if runtime.settings.console.enabled:
+        console_routes.install(app, runtime)  # /console: a client of the endpoints above
 
     for name, provider in runtime.providers.items():
         if hasattr(provider, "routes"):
