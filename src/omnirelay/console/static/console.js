@@ -19,7 +19,7 @@ function h(tag, attrs, ...children) {
     else if (key === "dataset") Object.assign(el.dataset, value);
     else el.setAttribute(key, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
     el.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -317,7 +317,7 @@ async function messagePage(id) {
           cell("", r.state === "pending" ? "" : h("button", { type: "button", class: "redeliver",
             onclick: () => redeliver(r.id).then(load) }, "Redeliver")))))
         : h("div", { class: "empty" }, "No delivery reports: this message was sent without a dlr_url "
-          + "and its account has none. Give dlr_url in the request, or set the account's.")));
+          + "and its account has none. Give dlr_url in the request, or set the account's."));
   }
   show(h("h1", {}, "Message"), h("p", {}, h("a", { href: "#/messages" }, "← All messages")), holder);
   await load();
