@@ -17,6 +17,13 @@ function h(tag, attrs, ...children) {
     if (value === null || value === undefined || value === false) continue;
     if (key.startsWith("on")) el.addEventListener(key.slice(2), value);
     else if (key === "dataset") Object.assign(el.dataset, value);
+    // Through the CSSOM: the page's CSP refuses style attributes.
+    else if (key === "style") {
+      for (const rule of String(value).split(";")) {
+        const [name, ...rest] = rule.split(":");
+        if (name.trim()) el.style.setProperty(name.trim(), rest.join(":").trim());
+      }
+    }
     else el.setAttribute(key, value === true ? "" : String(value));
   }
   for (const child of children.flat(Infinity)) {
@@ -51,6 +58,7 @@ const TONE = {
   dead: "bad", canceled: "bad", disabled: "bad", down: "bad", failing: "bad", skipped: "info",
   ACK: "wait", ACCEPTD: "wait", UNKNOWN: "wait", pending: "wait", sending: "wait",
   scheduled: "wait", due: "wait", sent: "wait", waiting: "info", none: "info",
+  ready: "ok", "not ready": "bad", running: "ok", bound: "ok", binding: "wait", stopped: "info",
 };
 // A status is always written out; the colour only repeats it.
 function badge(text) {
@@ -181,11 +189,11 @@ function stopLive() {
 }
 
 // Re-run `refresh` every few seconds while the page is visible and `enabled()` says so.
-function live(refresh, enabled) {
+function live(refresh, enabled, every = LIVE_MS) {
   stopLive();
   state.timer = setInterval(() => {
     if (!document.hidden && (!enabled || enabled())) refresh().catch(() => {});
-  }, LIVE_MS);
+  }, every);
 }
 
 function route() {
@@ -447,12 +455,27 @@ async function trafficPage() {
       if (!data.next) break;
       next = data.next;
     }
-    out.replaceChildren(...trafficView(items, since, minutes));
+    out.replaceChildren(...trafficView(items, since, minutes, await medianDelivery(items)));
   }
   show(h("h1", {}, "Traffic"), h("form", { class: "filters", onchange: () => load().catch((x) => toast(x.message)) },
     picker, h("label", {}, "Window", windowSelect)), out);
   await load();
-  live(load);
+  live(load, null, 15000);
+}
+
+// Median seconds from acceptance to the DELIVRD report, over the newest delivered messages
+// (their timelines are only in the one-message endpoint, so a sample of them is read).
+async function medianDelivery(items, sample = 30) {
+  const delivered = items.filter((m) => finalOf(m) === "DELIVRD").slice(0, sample);
+  const seconds = (await Promise.all(delivered.map((m) =>
+    api("GET", `${base()}/omnimessage/${m.omnimessage_id}`).catch(() => null)))).flatMap((full) => {
+    if (!full) return [];
+    const at = full.attempts.flatMap((a) => a.timeline).find((t) => t.status === "DELIVRD");
+    return at ? [(new Date(at.at) - new Date(full.created)) / 1000] : [];
+  }).sort((a, b) => a - b);
+  if (!seconds.length) return null;
+  const mid = Math.floor(seconds.length / 2);
+  return { value: seconds.length % 2 ? seconds[mid] : (seconds[mid - 1] + seconds[mid]) / 2, of: seconds.length };
 }
 
 function finalOf(m) {
@@ -460,7 +483,11 @@ function finalOf(m) {
   return last ? last.status : m.state;
 }
 
-function trafficView(items, since, minutes) {
+const STATUS_COLOURS = { DELIVRD: "#17663a", SEEN: "#2e8b57", UNDELIV: "#a3251b", FAILED: "#d9534f",
+  REJECTD: "#7a1f16", EXPIRED: "#c2571a", ACK: "#b08900", ACCEPTD: "#d4b106", sending: "#9aa5b1",
+  scheduled: "#5b6470", canceled: "#444" };
+
+function trafficView(items, since, minutes, median) {
   if (!items.length) {
     return [h("div", { class: "empty" }, h("p", {}, "No messages in this window. Send some from the ",
       h("a", { href: "#/compose" }, "composer"), " or with curl:"), firstSend())];
@@ -468,6 +495,7 @@ function trafficView(items, since, minutes) {
   const buckets = Math.min(minutes, 60);
   const span = (minutes * 60000) / buckets;
   const byChannel = {};
+  const byFinal = {};
   const finals = {};
   for (const m of items) {
     const i = Math.min(buckets - 1, Math.floor((new Date(m.created) - since) / span));
@@ -475,6 +503,7 @@ function trafficView(items, since, minutes) {
     (byChannel[used.channel] ||= new Array(buckets).fill(0))[Math.max(0, i)] += 1;
     const status = finalOf(m);
     finals[status] = (finals[status] || 0) + 1;
+    (byFinal[status] ||= new Array(buckets).fill(0))[Math.max(0, i)] += 1;
   }
   const delivered = (finals.DELIVRD || 0) + (finals.SEEN || 0);
   const finished = items.filter((m) => m.state === "done").length;
@@ -483,11 +512,16 @@ function trafficView(items, since, minutes) {
     h("div", { class: "figures" },
       h("div", { class: "panel" }, "Messages", h("strong", {}, items.length)),
       h("div", { class: "panel" }, "Delivery ratio", h("strong", {}, finished ? `${Math.round((100 * delivered) / finished)} %` : "—"),
-        h("span", { class: "muted" }, `${delivered} of ${finished} finished`))),
+        h("span", { class: "muted" }, `${delivered} of ${finished} finished`)),
+      h("div", { class: "panel" }, "Median time to delivery",
+        h("strong", {}, median ? `${median.value.toFixed(2)} s` : "—"),
+        h("span", { class: "muted" }, median ? `over the newest ${median.of} delivered` : "nothing delivered yet"))),
     h("h2", {}, `Messages per ${perMinute === 1 ? "minute" : `${perMinute} minutes`}, by the channel that carried them`),
-    stackedBars(byChannel, buckets, since, span),
+    stackedBars(byChannel, buckets, since, span, COLOURS),
     h("div", { class: "legend" }, Object.keys(byChannel).map((c) => h("span", { style: `--c:${COLOURS[c] || "#888"}` }, c))),
-    h("h2", {}, "By final status"),
+    h("h2", {}, "Messages per interval, by final status"),
+    stackedBars(byFinal, buckets, since, span, STATUS_COLOURS),
+    h("div", { class: "legend" }, Object.keys(byFinal).map((c) => h("span", { style: `--c:${STATUS_COLOURS[c] || "#888"}` }, c))),
     table(["Status", "Messages"], Object.entries(finals).sort((a, b) => b[1] - a[1])
       .map(([s, n]) => h("tr", {}, cell("Status", badge(s)), cell("Messages", n)))),
   ];
@@ -503,7 +537,7 @@ function svg(tag, attrs, ...children) {
 
 // Hand-written SVG: a stacked bar per time bucket. Small enough that a chart library would
 // weigh more than it saves.
-function stackedBars(series, buckets, since, span) {
+function stackedBars(series, buckets, since, span, colours) {
   const width = 720; const height = 200; const pad = 28;
   const totals = new Array(buckets).fill(0);
   for (const counts of Object.values(series)) counts.forEach((n, i) => { totals[i] += n; });
@@ -518,7 +552,7 @@ function stackedBars(series, buckets, since, span) {
       if (!counts[i]) continue;
       const tall = ((height - 10) * counts[i]) / top;
       y -= tall;
-      chart.append(svg("rect", { x: pad + i * bar + 1, y, width: Math.max(1, bar - 2), height: tall, fill: COLOURS[channel] || "#888" },
+      chart.append(svg("rect", { x: pad + i * bar + 1, y, width: Math.max(1, bar - 2), height: tall, fill: colours[channel] || "#888" },
         svg("title", {}, `${counts[i]} ${channel}, from ${new Date(since.getTime() + i * span).toLocaleTimeString()}`)));
     }
   }
@@ -571,27 +605,28 @@ async function accountsPage() {
 async function connectorsPage() {
   const out = h("div");
   async function load() {
-    const [connectors, ready] = await Promise.all([
-      api("GET", "/admin/v1/connectors"),
-      fetch("/health/ready", { cache: "no-store" }).then((r) => r.json()),
-    ]);
+    // The operator API's answer is the readiness report: database, loops and connectors.
+    const ready = await api("GET", "/admin/v1/connectors");
     const rows = [];
-    for (const [provider, states] of Object.entries(ready.connectors || {})) {
-      for (const c of Array.isArray(states) ? states : Object.values(states)) {
-        rows.push(h("tr", {}, cell("Provider", provider), cell("Connector", c.name || c.system_id || "—"),
-          cell("State", badge(c.state || (c.up ? "up" : "down"))), cell("Details", h("span", { class: "mono" }, JSON.stringify(c)))));
+    for (const [provider, connectors] of Object.entries(ready.connectors || {})) {
+      for (const [name, c] of Object.entries(connectors)) {
+        rows.push(h("tr", {}, cell("Provider", provider), cell("Connector", name), cell("State", badge(c.state)),
+          cell("Binds up", (c.binds || []).join(", ") || "none"),
+          cell("Send rate", c.send_rate === null || c.send_rate === undefined ? "unthrottled" : `${c.send_rate} /s`),
+          cell("Last error", c.last_error || "—")));
       }
     }
     out.replaceChildren(
-      h("h2", {}, "Readiness"), h("p", {}, badge(ready.ready ? "ok" : "failing"), " ", ready.status,
-        " · database ", badge(ready.database.ok ? "ok" : "failing"), ` ${ready.database.seconds} s`),
-      table(["Loop", "State"], Object.entries(ready.tasks || {}).map(([name, task]) =>
-        h("tr", {}, cell("Loop", name), cell("State", typeof task === "object" ? JSON.stringify(task) : String(task))))),
-      h("h2", {}, "Connectors"),
-      rows.length ? table(["Provider", "Connector", "State", "Details"], rows)
+      h("h2", {}, "Readiness"),
+      h("p", {}, badge(ready.ready ? "ready" : "not ready"), " · database ", badge(ready.database.ok ? "ok" : "failing"),
+        ` answered in ${ready.database.seconds} s`, ready.database.error ? ` (${ready.database.error})` : ""),
+      table(["Loop", "State", "Restarts", "Since", "Last error"], Object.entries(ready.tasks || {}).map(([name, t]) =>
+        h("tr", {}, cell("Loop", name), cell("State", badge(t.state)), cell("Restarts", t.restarts),
+          cell("Since", when(t.since)), cell("Last error", t.last_error || "—")))),
+      h("h2", {}, "Upstream connectors"),
+      rows.length ? table(["Provider", "Connector", "State", "Binds up", "Send rate", "Last error"], rows)
         : h("div", { class: "empty" }, "No upstream connectors: every channel goes to the sandbox. "
-          + "Configure [providers.smpp] and [channels] to bind an SMSC."),
-      h("h2", {}, "Operator API answer"), h("pre", {}, JSON.stringify(connectors, null, 2)));
+          + "Configure [providers.smpp] and route a channel to it under [channels] to bind an SMSC."));
   }
   show(h("h1", {}, "Connectors & health"), out);
   await load();
