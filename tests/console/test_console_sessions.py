@@ -12,6 +12,7 @@ import pytest
 
 from omnirelay import account_admin as ops
 from omnirelay.config import load_settings
+from omnirelay.console.limits import LIMIT, FailedSignIns
 from omnirelay.console.sessions import COOKIE
 from tests.support import LiveServer, create_account, make_settings, start_live_server
 
@@ -178,3 +179,28 @@ def test_page_and_assets_are_served_from_the_package(gateway: LiveServer) -> Non
     for name in ("console.js", "console.css", "favicon.svg"):
         assert httpx.get(f"{gateway.base_url}/console/static/{name}").status_code == 200
     assert httpx.get(gateway.base_url + "/console/static/../app.py").status_code == 404
+
+
+def test_failed_sign_ins_are_bounded_per_address(gateway: LiveServer) -> None:
+    account = gateway.call(create_account(gateway.runtime, "acme", api_password="pw-acme-secret"))
+    client = httpx.Client(base_url=gateway.base_url)
+    for _ in range(LIMIT):
+        assert client.post("/console/sign-in", json={"username": account.api_username,
+                                                     "password": "guess"}).status_code == 401
+    # Now even the right password waits: guessing through the form is bounded.
+    blocked = client.post("/console/sign-in", json={"username": account.api_username,
+                                                    "password": "pw-acme-secret"})
+    assert blocked.status_code == 429
+    assert 1 <= int(blocked.headers["retry-after"]) <= 60
+
+
+def test_failure_window_forgets_old_failures() -> None:
+    limits = FailedSignIns(limit=2, window=10.0, capacity=2)
+    limits.failed("a", now=0.0)
+    assert limits.retry_after("a", now=1.0) == 0
+    limits.failed("a", now=1.0)
+    assert limits.retry_after("a", now=2.0) == 8
+    assert limits.retry_after("a", now=10.5) == 0  # the first failure has aged out
+    limits.failed("b", now=11.0)
+    limits.failed("c", now=11.0)  # capacity 2: "a", the least recent, is forgotten
+    assert limits.retry_after("a", now=11.0) == 0

@@ -24,6 +24,7 @@ from omnirelay.api.auth import (
 )
 from omnirelay.api.errors import error_response
 from omnirelay.api.requests import BodyError, read_json
+from omnirelay.console.limits import FailedSignIns
 from omnirelay.console.sessions import COOKIE, SessionCodec
 from omnirelay.core.secrets import same_secret
 from omnirelay.runtime import Runtime
@@ -74,6 +75,7 @@ def install(app: Any, runtime: Runtime) -> None:
     app.state.console_codec = codec
     lifetime = runtime.settings.console.session_minutes * 60
     operator_token = runtime.settings.admin.token
+    failures = FailedSignIns()
     index = _asset("index.html")
     assets = {name: _asset(name) for name in ASSETS}
 
@@ -113,6 +115,17 @@ def install(app: Any, runtime: Runtime) -> None:
             current.kind, name, codec.csrf_token(current), current.expires)})
 
     async def sign_in(request: Request) -> Response:
+        address = request.client.host if request.client else "-"
+        wait = failures.retry_after(address)
+        if wait:
+            return error_response("102", f"too many failed sign-ins from this address; try again "
+                                  f"in {wait} s", status=429, headers={"Retry-After": str(wait)})
+        answer = await check_sign_in(request)
+        if answer.status_code in (401, 403):
+            failures.failed(address)
+        return answer
+
+    async def check_sign_in(request: Request) -> Response:
         if not _same_origin(request):
             return error_response("102", "sign-in from another site is refused")
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":

@@ -76,6 +76,16 @@ function table(headers, rows) {
     h("tbody", {}, rows)));
 }
 
+// A live refresh that brings nothing new leaves the page alone, so that focus, selection and
+// the reader's place survive it.
+const shown = new WeakMap();
+function unchanged(element, data) {
+  const text = JSON.stringify(data);
+  if (shown.get(element) === text) return true;
+  shown.set(element, text);
+  return false;
+}
+
 // --- API ---------------------------------------------------------------------------------
 class ApiError extends Error {
   constructor(status, detail) { super(detail); this.status = status; }
@@ -257,6 +267,7 @@ async function pagedListing({ title, path, key, filters, headers, row, empty, ex
   };
   async function load() {
     const data = await api("GET", listing(path, { ...params(), next: cursors[cursors.length - 1] }));
+    if (unchanged(body, data)) return;
     const items = data[key];
     body.replaceChildren(items.length ? table(headers, items.map(row)) : empty());
     pager.replaceChildren(
@@ -303,6 +314,7 @@ async function messagePage(id) {
   const holder = h("div");
   async function load() {
     const m = await api("GET", `${base()}/omnimessage/${encodeURIComponent(id)}`);
+    if (unchanged(holder, m)) return;
     holder.replaceChildren(
       h("p", {}, "To ", h("strong", {}, m.to), " · ", badge(m.state), " · created ", when(m.created),
         " · via ", m.surface, m.time_to_send ? [" · scheduled for ", when(m.time_to_send)] : null),
@@ -607,6 +619,8 @@ async function connectorsPage() {
   async function load() {
     // The operator API's answer is the readiness report: database, loops and connectors.
     const ready = await api("GET", "/admin/v1/connectors");
+    const { database: { seconds, ...database }, ...rest } = ready;
+    if (unchanged(out, { ...rest, database })) return;
     const rows = [];
     for (const [provider, connectors] of Object.entries(ready.connectors || {})) {
       for (const [name, c] of Object.entries(connectors)) {
