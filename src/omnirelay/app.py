@@ -32,6 +32,7 @@ from omnirelay.api import (
 from omnirelay.api.errors import error_response
 from omnirelay.api.whatsapp_templates import install as install_whatsapp_templates
 from omnirelay.channels.base import HasWebhookRoutes
+from omnirelay.console import routes as console_routes
 from omnirelay.runtime import Runtime
 from omnirelay.store.database import StoreUnavailable
 
@@ -183,6 +184,8 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool =
     twilio.install(app, runtime)
     routing.document(app)  # the surfaces are Starlette routes, which FastAPI does not document
     docs.install(app)
+    if runtime.settings.console.enabled:
+        console_routes.install(app, runtime)  # /console: a client of the endpoints above
 
     for name, provider in runtime.providers.items():
         if hasattr(provider, "routes"):

@@ -247,6 +247,8 @@ async def _serve(runtime: Runtime, listener: socket.socket, workers: bool = True
         account = await ops.create_account(runtime, "dev", sender="omnirelay")
         _print_credentials(account, False, "Development account created")
         console.print(f"  Messente SDK host     {settings.base_url}/v1", markup=False)
+        if settings.console.enabled:
+            console.print(f"  Web console           {settings.base_url}/console", markup=False)
     app = create_app(runtime, workers=workers)
     server = uvicorn.Server(uvicorn_config(
         app, settings.server, host=settings.host, port=settings.port, refusal=app.refusal,

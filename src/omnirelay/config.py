@@ -7,6 +7,7 @@ is read as a TOML literal when it parses as one (numbers, booleans, arrays), els
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 import tomllib
@@ -83,6 +84,13 @@ class AdminSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    # The web console at /console. Unset, it is on in development mode and off in production.
+    enabled: bool = True
+    session_minutes: int = 480  # a signed-in session lasts this long, then signs in again
+
+
+@dataclass(frozen=True, slots=True)
 class RetentionSettings:
     """Days to keep finished rows; 0 keeps them for ever. Content (the text) follows each
     message's text_store regardless."""
@@ -140,6 +148,7 @@ class Settings:
     admin: AdminSettings = field(default_factory=AdminSettings)
     idempotency: IdempotencySettings = field(default_factory=IdempotencySettings)
     lookup: LookupSettings = field(default_factory=LookupSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
     # channel name -> provider name; anything not named here is served by the sandbox.
     channels: dict[str, str] = field(default_factory=dict)
     # provider name -> its raw settings table, validated by the provider itself.
@@ -286,7 +295,7 @@ def _coerce(section: str | None, key: str, value: Any, expected: type[Any]) -> A
 
 
 _SECTIONS = ("engine", "webhooks", "sandbox", "server", "retention", "admin", "channels",
-             "providers", "idempotency", "lookup")
+             "providers", "idempotency", "lookup", "console")
 
 
 def _build(raw: dict[str, Any]) -> Settings:
@@ -299,6 +308,7 @@ def _build(raw: dict[str, Any]) -> Settings:
     admin = _section(raw, "admin", AdminSettings)
     idempotency = _section(raw, "idempotency", IdempotencySettings)
     lookup = _section(raw, "lookup", LookupSettings)
+    console = _console(raw)
     channels = raw.pop("channels", {}) or {}
     providers = raw.pop("providers", {}) or {}
     if not isinstance(channels, dict):
@@ -347,12 +357,23 @@ def _build(raw: dict[str, Any]) -> Settings:
         admin=admin,
         idempotency=idempotency,
         lookup=lookup,
+        console=console,
         channels=dict(channels),
         providers={k: dict(v) for k, v in providers.items()},
         **values,
     )
     _validate(settings)
     return settings
+
+
+def _console(raw: dict[str, Any]) -> ConsoleSettings:
+    """[console]; `enabled` defaults to on in development mode only."""
+    table = raw.get("console")
+    explicit = isinstance(table, dict) and "enabled" in table
+    console: ConsoleSettings = _section(raw, "console", ConsoleSettings)
+    if not explicit and raw.get("mode") == "production":
+        console = dataclasses.replace(console, enabled=False)
+    return console
 
 
 def _invalid(section: str | None, key: str, problem: str) -> ConfigError:
@@ -366,6 +387,8 @@ def _validate(settings: Settings) -> None:
                                  or " " in settings.admin.token):
         raise _invalid("admin", "token", "must be at least 24 printable ASCII characters without "
                        "spaces, e.g. from `python -c 'import secrets; print(secrets.token_urlsafe(32))'`")
+    if not 1 <= settings.console.session_minutes <= 7 * 24 * 60:
+        raise _invalid("console", "session_minutes", "must be from 1 to 10080 (a week)")
     kept = settings.retention
     for key in ("omnimessages_days", "inbound_days", "webhooks_days"):
         if getattr(kept, key) < 0:

@@ -14,7 +14,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from omnirelay.api.auth import authenticate_api_user
+from omnirelay.api.auth import authenticate_api_user, console_account
 from omnirelay.api.errors import error_item, error_response, unauthorized
 from omnirelay.api.idempotency import OPENAPI_PARAMETER, Created, idempotent, read_key
 from omnirelay.api.openapi import (
@@ -222,8 +222,10 @@ def runtime_of(request: Request) -> Runtime:
 
 
 async def account_of(request: Request) -> Account | None:
-    account = await authenticate_api_user(runtime_of(request).accounts,
-                                          request.headers.get("authorization"))
+    accounts = runtime_of(request).accounts
+    header = request.headers.get("authorization")
+    account = await (authenticate_api_user(accounts, header) if header is not None
+                     else console_account(request, accounts))
     if account is not None:
         request.scope[ACCOUNT_KEY] = account.name  # for the access log
     return account
