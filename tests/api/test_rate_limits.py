@@ -118,6 +118,29 @@ def test_messente_send_beyond_the_rate_is_429_and_stores_nothing(
     assert stored(server, other) == 1
 
 
+def test_an_idempotent_replay_spends_no_budget_and_a_refusal_keeps_the_key_free(
+        server: LiveServer, clock: Clock) -> None:
+    account = limited(server, "acme", 1)
+    send = {"to": TO, "messages": [{"channel": "sms", "text": "hello"}]}
+    auth = (account.api_username, account.api_password)
+    url = server.base_url + "/v1/omnimessage"
+    first = httpx.post(url, json=send, auth=auth, headers={"Idempotency-Key": "k-1"})
+    assert first.status_code == 201
+    # The budget is spent, yet the retry of the first request is answered again: it sends
+    # nothing, so it is not held to the rate.
+    again = httpx.post(url, json=send, auth=auth, headers={"Idempotency-Key": "k-1"})
+    assert (again.status_code, again.json()) == (201, first.json())
+    assert again.headers["Idempotent-Replayed"] == "true"
+    # A new request is refused, and its key stays free for the retry after Retry-After.
+    refused_now = httpx.post(url, json=send, auth=auth, headers={"Idempotency-Key": "k-2"})
+    assert refused_now.status_code == 429 and refused_now.headers["Retry-After"] == "1"
+    clock.advance(1)
+    later = httpx.post(url, json=send, auth=auth, headers={"Idempotency-Key": "k-2"})
+    assert later.status_code == 201 and "Idempotent-Replayed" not in later.headers
+    assert later.json()["omnimessage_id"] != first.json()["omnimessage_id"]
+    assert stored(server, account) == 2
+
+
 def test_a_bulk_request_counts_each_omnimessage(server: LiveServer, clock: Clock) -> None:
     account = limited(server, "acme", 5)
     bulk = BulkMessagingApi(sdk(server, account))
