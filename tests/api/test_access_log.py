@@ -29,6 +29,7 @@ from tests.support import (
     start_live_server,
     wait_until,
 )
+from tests.templates import premigrate
 
 PHONE = "+37251234567"
 TWILIO_TO = "+15558675310"
@@ -110,6 +111,7 @@ async def test_the_access_log_is_off_unless_enabled(tmp_path: Path, enabled: boo
                                                     caplog: pytest.LogCaptureFixture) -> None:
     # In-process, so that the request is over (its line written or not) when the call returns.
     overrides = {"access_log": True} if enabled else {}
+    premigrate(f"sqlite:///{tmp_path}/omnirelay.db")
     runtime = Runtime(make_settings(f"sqlite:///{tmp_path}/omnirelay.db", **overrides))
     runtime.migrate()
     account = await create_account(runtime)
