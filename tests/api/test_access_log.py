@@ -21,7 +21,8 @@ from omnirelay.app import create_app
 from omnirelay.logs import ACCESS_LOGGER, JsonFormatter, formatter
 from omnirelay.runtime import Runtime
 from omnirelay.store.queries import Account
-from tests.processes import create_account_cli, start_gateway, write_config
+from tests.cli.runner import create_account_cli  # the command in-process: setup, not under test
+from tests.processes import start_gateway, write_config
 from tests.support import (
     LiveServer,
     create_account,
