@@ -70,7 +70,10 @@ def gateway(database_url: str, smsc: tuple[int, str]) -> Iterator[LiveServer]:
         database_url, channels={"sms": "smpp"},
         providers={"smpp": {"connectors": [{"name": "sim", "host": "127.0.0.1", "port": port,
                                             "system_id": "omni", "password": "secret-pw",
-                                            "window": 32, "reconnect_min": 0.2}]}}))
+                                            "window": 32, "reconnect_min": 0.2,
+                                            # what the dropped link held comes back in 1 s,
+                                            # not the default 10
+                                            "retry_after": 1.0}]}}))
     yield live
     live.stop()
 
