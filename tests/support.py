@@ -21,6 +21,7 @@ from omnirelay.core.timefmt import utcnow
 from omnirelay.runtime import Runtime
 from omnirelay.server import uvicorn_config
 from omnirelay.store.queries import Account
+from tests.templates import premigrate
 
 T = TypeVar("T")
 
@@ -77,6 +78,7 @@ class LiveServer:
 
 def start_live_server(settings: Settings, install: Callable[[Any, Runtime], None] | None = None
                       ) -> LiveServer:
+    premigrate(settings.database_url)  # a new database gets the schema without Alembic's work
     runtime = Runtime(settings)
     runtime.migrate()
     app = create_app(runtime)

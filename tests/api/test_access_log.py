@@ -21,7 +21,8 @@ from omnirelay.app import create_app
 from omnirelay.logs import ACCESS_LOGGER, JsonFormatter, formatter
 from omnirelay.runtime import Runtime
 from omnirelay.store.queries import Account
-from tests.processes import create_account_cli, start_gateway, write_config
+from tests.cli.runner import create_account_cli  # the command in-process: setup, not under test
+from tests.processes import start_gateway, write_config
 from tests.support import (
     LiveServer,
     create_account,
@@ -29,6 +30,7 @@ from tests.support import (
     start_live_server,
     wait_until,
 )
+from tests.templates import premigrate
 
 PHONE = "+37251234567"
 TWILIO_TO = "+15558675310"
@@ -110,6 +112,7 @@ async def test_the_access_log_is_off_unless_enabled(tmp_path: Path, enabled: boo
                                                     caplog: pytest.LogCaptureFixture) -> None:
     # In-process, so that the request is over (its line written or not) when the call returns.
     overrides = {"access_log": True} if enabled else {}
+    premigrate(f"sqlite:///{tmp_path}/omnirelay.db")
     runtime = Runtime(make_settings(f"sqlite:///{tmp_path}/omnirelay.db", **overrides))
     runtime.migrate()
     account = await create_account(runtime)

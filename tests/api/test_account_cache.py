@@ -15,10 +15,12 @@ from omnirelay.accounts import SEALED_COLUMNS, AccountCache
 from omnirelay.runtime import Runtime
 from omnirelay.store.queries import Account
 from tests.support import LiveServer, create_account, make_settings
+from tests.templates import premigrate
 
 
 @pytest.fixture
 async def runtime(database_url: str) -> AsyncIterator[Runtime]:
+    premigrate(database_url)
     runtime = Runtime(make_settings(database_url))
     runtime.migrate()
     try:

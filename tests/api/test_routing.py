@@ -21,6 +21,7 @@ from omnirelay.app import create_app
 from omnirelay.runtime import Runtime
 from omnirelay.store.queries import Account
 from tests.support import create_account, make_settings
+from tests.templates import premigrate
 
 MESSENTE = [("POST", "/omnimessage"), ("POST", "/omnimessages"),
             ("GET", "/omnimessage/{omnimessage_id}/status"),
@@ -58,6 +59,7 @@ HOT = [(m, "/v1" + p) for m, p in MESSENTE] + MESSENTE + TWILIO
 
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[tuple[FastAPI, Runtime, Account]]:
+    premigrate(f"sqlite:///{tmp_path}/omnirelay.db")
     runtime = Runtime(make_settings(f"sqlite:///{tmp_path}/omnirelay.db"))
     runtime.migrate()
     account = await create_account(runtime)

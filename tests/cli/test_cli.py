@@ -6,21 +6,32 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 import omnirelay
-from tests.processes import cli, create_account_cli, start_gateway, write_config
-from tests.support import WebhookReceiver, wait_until
+from omnirelay.config import load_settings
+from tests import processes
+from tests.cli.runner import cli, cli_fails, create_account_cli
+from tests.processes import start_gateway, write_config
+from tests.support import LiveServer, WebhookReceiver, start_live_server, wait_until
+
+
+def live_gateway(config: Path) -> LiveServer:
+    """The gateway the configuration file describes, in a thread of this process: for tests of
+    what it does with what a command stored, not of `omnirelay serve` as a process."""
+    return start_live_server(load_settings(config, environ={}))
 
 
 def test_account_create_list_rotate_and_set(tmp_path: Path) -> None:
     config = write_config(tmp_path / "omnirelay.toml", f"sqlite:///{tmp_path}/cli.db")
-    created = create_account_cli(config, "shop", "--password", "s3cret-password",
-                                 "--sender", "Shop", "--inbound-number", "+37255500001")
+    # The real command once (a fresh process, the database created from nothing); the rest of the
+    # CLI tests run the commands' code in this process.
+    created = processes.create_account_cli(config, "shop", "--password", "s3cret-password",
+                                           "--sender", "Shop", "--inbound-number",
+                                           "+37255500001")
     assert created["api_password"] == "s3cret-password"
     assert created["default_sender"] == "Shop"
     assert set(created) >= {"api_username", "twilio_account_sid", "twilio_auth_token",
@@ -79,16 +90,19 @@ def test_account_replacement_table_drives_autoconvert_and_smart_encoding(tmp_pat
     auth = (account["api_username"], account["api_password"])
     twilio_auth = (account["twilio_account_sid"], account["twilio_auth_token"])
     messages = f"/2010-04-01/Accounts/{account['twilio_account_sid']}/Messages.json"
-    process, base = start_gateway(config)
+    gateway = live_gateway(config)
     try:
+        base = gateway.base_url
         sent = httpx.post(base + "/v1/omnimessage", auth=auth, json={
             "to": "+37255512345", "messages": [{"channel": "sms", "text": text}]})
         assert sent.status_code == 201, sent.text
         status_url = f"{base}/v1/omnimessage/{sent.json()['omnimessage_id']}/status"
-        deadline = time.monotonic() + 20
-        while (item := httpx.get(status_url, auth=auth).json()["statuses"][0])["status"] is None:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
+
+        def reported() -> dict[str, Any] | None:
+            item: dict[str, Any] = httpx.get(status_url, auth=auth).json()["statuses"][0]
+            return item if item["status"] is not None else None
+
+        item = wait_until(reported)
         assert item["price_info"]["parts_count"] == 2
         smart = httpx.post(base + messages, auth=twilio_auth, data={
             "To": "+37255512345", "From": "Shop", "Body": text, "SmartEncoded": "true"})
@@ -96,25 +110,21 @@ def test_account_replacement_table_drives_autoconvert_and_smart_encoding(tmp_pat
             "To": "+37255512345", "From": "Shop", "Body": text})
         assert (smart.json()["num_segments"], plain.json()["num_segments"]) == ("2", "3")
     finally:
-        process.terminate()
-        process.wait(10)
+        gateway.stop()
 
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({"ab": "x"}))
-    result = subprocess.run([sys.executable, "-m", "omnirelay.cli", "account", "set", "shop",
-                             "--replacements", str(broken), "--config", str(config)],
-                            capture_output=True, text=True, timeout=60, check=False)
-    assert result.returncode == 2
+    result = cli_fails(config, "account", "set", "shop", "--replacements", str(broken))
+    assert result.exit_code == 2
     assert "single characters" in result.stderr
     cli(config, "account", "set", "shop", "--replacements", "default")
-    process, base = start_gateway(config)
+    gateway = live_gateway(config)
     try:
-        plain_again = httpx.post(base + messages, auth=twilio_auth, data={
+        plain_again = httpx.post(gateway.base_url + messages, auth=twilio_auth, data={
             "To": "+37255512345", "From": "Shop", "Body": text, "SmartEncoded": "true"})
         assert plain_again.json()["num_segments"] == "3"
     finally:
-        process.terminate()
-        process.wait(10)
+        gateway.stop()
 
 
 def test_version_and_shell_completion() -> None:
@@ -149,14 +159,6 @@ def test_a_shared_port_answers_without_waiting_for_delayed_acks() -> None:
         listener.close()
 
 
-def cli_fails(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "omnirelay.cli", *args, "--config",
-                             str(config)], capture_output=True, text=True, timeout=60,
-                            check=False)
-    assert result.returncode != 0, result.stdout
-    return result
-
-
 def test_account_show_disable_enable_delete(tmp_path: Path) -> None:
     config = write_config(tmp_path / "omnirelay.toml", f"sqlite:///{tmp_path}/cli.db")
     created = create_account_cli(config, "shop", "--inbound-number", "+37255500001",
@@ -176,12 +178,12 @@ def test_account_show_disable_enable_delete(tmp_path: Path) -> None:
     assert json.loads(cli(config, "account", "show", "shop", "--json"))["state"] == "active"
     cli(config, "account", "delete", "shop", "--yes")
     missing = cli_fails(config, "account", "show", "shop")
-    assert missing.returncode == 1
+    assert missing.exit_code == 1
     assert missing.stderr.strip() == "error: no account named 'shop'"
     assert json.loads(cli(config, "account", "list", "--json")) == []
     create_account_cli(config, "shop")  # the name is free again
     bad = cli_fails(config, "account", "rotate", "shop", "--what", "[everything]")
-    assert bad.returncode == 2 and "[everything]" not in bad.stderr  # the choices, not markup
+    assert bad.exit_code == 2 and "[everything]" not in bad.stderr  # the choices, not markup
     assert "all, api-password" in bad.stderr
 
 
@@ -191,8 +193,9 @@ def test_messages_and_webhooks_commands_read_and_redeliver(tmp_path: Path,
                           sandbox={"delay_ms": 20}, webhooks={"max_tries": 1})
     account = create_account_cli(config, "shop")
     receiver.status = 503
-    process, base = start_gateway(config)
+    gateway = live_gateway(config)
     try:
+        base = gateway.base_url
         sent = httpx.post(base + "/v1/omnimessage", auth=(account["api_username"],
                                                           account["api_password"]),
                           json={"to": "+37255512345", "dlr_url": receiver.url + "/dlr",
@@ -213,7 +216,7 @@ def test_messages_and_webhooks_commands_read_and_redeliver(tmp_path: Path,
         assert [e["event"] for e in whole["attempts"][0]["timeline"]] == ["submitted", "status"]
         assert whole["reports"][0]["state"] == "dead"
         assert cli_fails(config, "messages", "list", "--account", "shop", "--status",
-                         "nope").returncode == 2
+                         "nope").exit_code == 2
 
         receiver.status = 200
         out = cli(config, "webhooks", "redeliver", "--account", "shop")
@@ -221,5 +224,4 @@ def test_messages_and_webhooks_commands_read_and_redeliver(tmp_path: Path,
         wait_until(lambda: receiver.received)
         assert receiver.received[0].json()["omnimessage_id"] == omnimessage_id
     finally:
-        process.terminate()
-        process.wait(timeout=15)
+        gateway.stop()

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.processes import cli, create_account_cli, write_config
-
-
-def failing(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([sys.executable, "-m", "omnirelay.cli", *args, "--config",
-                             str(config)], capture_output=True, text=True, timeout=60,
-                            check=False, env={**os.environ})
-    assert result.returncode != 0, result.stdout
-    return result
+from tests.cli.runner import cli, create_account_cli
+from tests.cli.runner import cli_fails as failing
+from tests.processes import write_config
 
 
 def test_prices_import_show_and_account_credit(tmp_path: Path) -> None:

@@ -1,9 +1,16 @@
-"""Every expected failure at start, through the real `omnirelay` command: one line on stderr that
-names the cause and where the fix goes, a non-zero exit status, and no traceback (that takes
---debug)."""
+"""Every expected failure at start: one line on stderr that names the cause and where the fix goes,
+a non-zero exit status, and no traceback (that takes --debug).
+
+Each case runs `main()`, what the `omnirelay` command runs, in this process with its own argv,
+environment, stdout and stderr (`run_here`): a fresh interpreter costs 2-4 s of imports here. A
+kind of each failure also runs as the real process (`run`), for what only a process shows: that
+nothing else reaches stderr (a warning at import, a log line) and the interpreter's exit status."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 import os
 import socket
 import sqlite3
@@ -12,11 +19,14 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from unittest import mock
 
 import pytest
 
+from omnirelay.cli import main
+from tests.cli.runner import cli
 from tests.conftest import POSTGRES_URL, postgres_available
-from tests.processes import cli, start_gateway, write_config
+from tests.processes import start_gateway, write_config
 from tests.support import wait_until
 
 
@@ -120,6 +130,31 @@ def run(config: Path | None, *args: str, environ: dict[str, str] | None = None,
                           env={**env, **(environ or {})}, cwd=cwd)
 
 
+def run_here(config: Path | None, *args: str, environ: dict[str, str] | None = None
+             ) -> subprocess.CompletedProcess[str]:
+    """As `run`, in this process: `main()` with the same argv and environment; stdout, stderr and
+    the exit status it would give the process. The root logger that `serve` and `worker` set up
+    is put back afterwards."""
+    argv = ["omnirelay", *args] + (["--config", str(config)] if config is not None else [])
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OMNIRELAY_")}
+    out, err = io.StringIO(), io.StringIO()
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    status: int = 0
+    try:
+        with (mock.patch.object(sys, "argv", argv),
+              mock.patch.dict(os.environ, {**env, **(environ or {})}, clear=True),
+              contextlib.redirect_stdout(out), contextlib.redirect_stderr(err)):
+            try:
+                main()
+            except SystemExit as exc:
+                status = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    return subprocess.CompletedProcess(argv, status, out.getvalue(), err.getvalue())
+
+
 def assert_one_line(result: subprocess.CompletedProcess[str], status: int,
                     expected: tuple[str, ...]) -> str:
     lines = result.stderr.splitlines()
@@ -131,8 +166,16 @@ def assert_one_line(result: subprocess.CompletedProcess[str], status: int,
     return lines[0]
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_a_misconfiguration_is_one_line_naming_the_fix(name: str, tmp_path: Path) -> None:
+# A configuration error from the file and from the environment, and one from the environment
+# outside (exit status 1): as the real process too.
+IN_A_PROCESS = ("unknown key with a close match", "from the environment", "unreachable database")
+
+
+@pytest.mark.parametrize(("name", "process"), [
+    *((name, False) for name in CASES), *((name, True) for name in IN_A_PROCESS)],
+    ids=[*CASES, *(f"{name} (process)" for name in IN_A_PROCESS)])
+def test_a_misconfiguration_is_one_line_naming_the_fix(name: str, process: bool,
+                                                        tmp_path: Path) -> None:
     case = CASES[name]
     toml = case.toml
     if name == "unknown database role":
@@ -147,12 +190,12 @@ def test_a_misconfiguration_is_one_line_naming_the_fix(name: str, tmp_path: Path
         toml = f'database_url = "sqlite:///{tmp_path}/relay.db"\n' + toml
     config = tmp_path / "omnirelay.toml"
     config.write_text(toml)
-    result = run(config, *case.command, environ=case.environ)
+    result = (run if process else run_here)(config, *case.command, environ=case.environ)
     assert_one_line(result, case.status, case.expected)
 
 
 def test_a_missing_configuration_file(tmp_path: Path) -> None:
-    result = run(tmp_path / "nowhere.toml", "serve")
+    result = run_here(tmp_path / "nowhere.toml", "serve")
     assert_one_line(result, 2, ("nowhere.toml", "does not exist", "--config"))
 
 
@@ -180,8 +223,9 @@ def test_a_database_newer_than_the_code(tmp_path: Path) -> None:
     cli(config, "migrate")
     with sqlite3.connect(tmp_path / "relay.db") as db:
         db.execute("UPDATE alembic_version SET version_num = '0999'")
+    assert_one_line(run(config, "serve"), 1, ("revision 0999", "newer omnirelay", "backup"))
     for command in (("serve",), ("worker",), ("migrate",), ("account", "list")):
-        result = run(config, *command)
+        result = run_here(config, *command)
         assert_one_line(result, 1, ("revision 0999", "newer omnirelay", "backup"))
 
 

@@ -13,7 +13,10 @@ import pytest
 from typer.testing import CliRunner
 
 from omnirelay.cli import app
-from tests.processes import cli, create_account_cli, start_gateway, write_config
+from omnirelay.config import load_settings
+from tests.cli.runner import cli, create_account_cli
+from tests.processes import write_config
+from tests.support import start_live_server
 
 TOKEN = "operator-token-for-the-parity-tests-0123456789"
 
@@ -50,14 +53,14 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, ht
     config = write_config(tmp / "omnirelay.toml", f"sqlite:///{tmp}/parity.db",
                           admin={"token": TOKEN})
     create_account_cli(config, "shop", "--sender", "Shop")
-    process, base = start_gateway(config)
+    # The gateway in a thread here: what is compared is the two surfaces' answers, not a process.
+    gateway = start_live_server(load_settings(config, environ={}))
     try:
-        with httpx.Client(base_url=base + "/admin/v1", timeout=10,
+        with httpx.Client(base_url=gateway.base_url + "/admin/v1", timeout=10,
                           headers={"Authorization": f"Bearer {TOKEN}"}) as admin:
             yield config, admin
     finally:
-        process.terminate()
-        process.wait(10)
+        gateway.stop()
 
 
 def refused_by_cli(config: Path, *args: str) -> str:

@@ -23,6 +23,7 @@ from omnirelay.store.queries import Account
 from omnirelay.store.tables import webhooks
 from omnirelay.store.transitions import enqueue_webhooks
 from tests.support import create_account, make_settings
+from tests.templates import premigrate
 
 FAST_RETRIES = {"backoff_base": 0.2, "backoff_factor": 1.0, "jitter": 0.0}
 PRODUCTION_KEY = "a-production-secret-key-for-tests-only"
@@ -151,6 +152,7 @@ async def outbox(database_url: str, *, production: bool = False,
     if production:
         overrides.update(mode="production", secret_key=PRODUCTION_KEY)
     settings = make_settings(database_url, **overrides)
+    premigrate(database_url)
     runtime = Runtime(settings)
     runtime.migrate()
     account = await create_account(runtime)

@@ -18,7 +18,8 @@ from omnirelay.core.omnimessage import parse_omnimessage
 from omnirelay.runtime import Runtime
 from omnirelay.store.database import sqlalchemy_url
 from omnirelay.store.tables import attempts, webhooks, workers
-from tests.processes import create_account_cli, start_gateway, start_process, write_config
+from tests.cli.runner import create_account_cli  # the command in-process: setup, not under test
+from tests.processes import start_gateway, start_process, write_config
 from tests.support import WebhookReceiver, wait_until
 
 TO = "+37255512345"

@@ -24,6 +24,7 @@ from tests.support import (
     make_settings,
     wait_until,
 )
+from tests.templates import premigrate
 
 TO = "+37255512345"
 
@@ -202,6 +203,7 @@ async def test_high_priority_goes_out_before_a_low_priority_backlog(database_url
         return recorder
 
     settings = make_settings(database_url, engine={"batch_size": 20})
+    premigrate(database_url)
     runtime = Runtime(settings, factories={"sandbox": factory})
     runtime.migrate()
     try:

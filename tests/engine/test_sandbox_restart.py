@@ -14,8 +14,9 @@ from sqlalchemy import func, select
 
 from omnirelay.channels.sandbox import outcome_for
 from omnirelay.store.tables import attempts
+from tests.cli.runner import create_account_cli  # the command in-process: setup, not under test
 from tests.engine.test_crash_safety import RECOVERY, query
-from tests.processes import create_account_cli, start_gateway, write_config
+from tests.processes import start_gateway, write_config
 from tests.support import wait_until
 
 DELAY_MS = 15_000  # long enough that the kill lands before any receipt is due

@@ -1,13 +1,17 @@
 """API -> engine -> SMPP -> SMSC simulator -> receipt -> status -> signed delivery report, and inbound
-SMS to the account's webhook; the simulator runs as `omnirelay smsc`, on SQLite and PostgreSQL."""
+SMS to the account's webhook; the simulator is what `omnirelay smsc` runs, on SQLite and PostgreSQL.
+
+The simulator runs in a thread of this process (each test a fresh one, over TCP as ever): an
+interpreter per test cost 2-4 s here. The `omnirelay smsc` command itself runs as a process in
+test_gateway_link.py, test_independent_peers.py and api/test_blacklist.py."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
-import socket
-import subprocess
-import sys
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from omnirelay.smsc import main as run_simulator
 from tests.support import (
     LiveServer,
     WebhookReceiver,
@@ -30,26 +35,32 @@ TO = "+37255512345"
 
 @pytest.fixture
 def smsc() -> Iterator[tuple[int, str]]:
+    """The simulator and its control API, as `omnirelay smsc --user omni:secret-pw
+    --receipt-delay 0.05` runs them, in its own thread and event loop."""
     port, control = free_port(), free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "omnirelay.cli", "smsc", "--port", str(port), "--control-port",
-         str(control), "--user", "omni:secret-pw", "--receipt-delay", "0.05"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    control_url = f"http://127.0.0.1:{control}"
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    running: list[asyncio.Task[None]] = []
 
-    def up() -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return httpx.get(control_url + "/stats").status_code == 200
-        except (OSError, httpx.HTTPError):
-            return False
+    def run() -> None:
+        asyncio.set_event_loop(loop)
+        running.append(loop.create_task(run_simulator(
+            "127.0.0.1", port, control, users={"omni": "secret-pw"}, receipt_delay=0.05,
+            ready=lambda _simulator: ready.set())))
+        with contextlib.suppress(asyncio.CancelledError):
+            loop.run_until_complete(running[0])
+        loop.close()
 
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    wait_until(lambda: ready.is_set() or not thread.is_alive(), timeout=20)
+    assert ready.is_set(), "the simulator did not start"
     try:
-        wait_until(up, timeout=20, interval=0.1)
-        yield port, control_url
+        yield port, f"http://127.0.0.1:{control}"
     finally:
-        process.terminate()
-        process.wait(10)
+        loop.call_soon_threadsafe(running[0].cancel)
+        thread.join(15)
+        assert not thread.is_alive(), "the simulator did not stop"
 
 
 @pytest.fixture
@@ -59,7 +70,10 @@ def gateway(database_url: str, smsc: tuple[int, str]) -> Iterator[LiveServer]:
         database_url, channels={"sms": "smpp"},
         providers={"smpp": {"connectors": [{"name": "sim", "host": "127.0.0.1", "port": port,
                                             "system_id": "omni", "password": "secret-pw",
-                                            "window": 32, "reconnect_min": 0.2}]}}))
+                                            "window": 32, "reconnect_min": 0.2,
+                                            # what the dropped link held comes back in 1 s,
+                                            # not the default 10
+                                            "retry_after": 1.0}]}}))
     yield live
     live.stop()
 

@@ -17,6 +17,7 @@ from omnirelay.runtime import Runtime
 from omnirelay.store.pricing import Pricing
 from omnirelay.store.queries import ClaimedAttempt, NewAttempt, NewOmnimessage, Store
 from tests.support import create_account, make_settings
+from tests.templates import premigrate
 
 MESSAGES = 30
 COVERED = 10  # the balance pays for this many
@@ -25,6 +26,7 @@ COVERED = 10  # the balance pays for this many
 @pytest.fixture
 async def runtimes(database_url: str) -> AsyncIterator[list[Runtime]]:
     settings = make_settings(database_url)
+    premigrate(database_url)
     started = [Runtime(settings) for _ in range(4)]
     started[0].migrate()
     yield started

@@ -15,10 +15,12 @@ from omnirelay.store.queries import Report, SendOutcome
 from omnirelay.store.tables import attempts, unmatched_reports
 from tests.store.test_store import accept, rows
 from tests.support import create_account, make_settings
+from tests.templates import premigrate
 
 
 @pytest.fixture
 async def runtime(database_url: str) -> AsyncIterator[Runtime]:
+    premigrate(database_url)
     rt = Runtime(make_settings(database_url, engine={"receipt_match_window": 60.0}))
     rt.migrate()
     yield rt

@@ -23,6 +23,7 @@ from omnirelay.store.tables import (
     webhooks,
 )
 from tests.support import create_account, make_settings
+from tests.templates import premigrate
 
 NOW = utcnow()
 OLD = NOW - timedelta(days=40)
@@ -68,6 +69,7 @@ def remaining(runtime: Runtime, table: Any) -> set[Any]:
 def test_aged_finished_rows_go_in_batches_and_the_rest_stays(database_url: str) -> None:
     settings = make_settings(database_url, retention={
         "omnimessages_days": 30, "inbound_days": 30, "webhooks_days": 7, "batch_size": 2})
+    premigrate(database_url)
     runtime = Runtime(settings)
     runtime.migrate()
     try:
@@ -117,6 +119,7 @@ def test_aged_finished_rows_go_in_batches_and_the_rest_stays(database_url: str) 
 def test_zero_days_keeps_everything(database_url: str) -> None:
     settings = make_settings(database_url, retention={
         "omnimessages_days": 0, "inbound_days": 0, "webhooks_days": 0})
+    premigrate(database_url)
     runtime = Runtime(settings)
     runtime.migrate()
     try:

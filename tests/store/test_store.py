@@ -18,12 +18,14 @@ from omnirelay.runtime import Runtime
 from omnirelay.store.queries import Report, SendOutcome, WebhookResult
 from omnirelay.store.tables import attempts, webhooks
 from tests.support import create_account, make_settings
+from tests.templates import premigrate
 
 TO = "+37255512345"
 
 
 @pytest.fixture
 async def runtime(database_url: str) -> AsyncIterator[Runtime]:
+    premigrate(database_url)
     rt = Runtime(make_settings(database_url))
     rt.migrate()
     yield rt
