@@ -15,7 +15,6 @@ import httpx
 import pytest
 from messente_api import (
     ApiClient,
-    ApiException,
     Configuration,
     WhatsappCreateTemplateRequest,
     WhatsappTemplateCategory,
@@ -28,6 +27,7 @@ from starlette.responses import Response
 from omnirelay.channels.whatsapp import WhatsAppSettings
 from omnirelay.errors import ConfigError
 from omnirelay.store.queries import Account
+from tests.api.test_whatsapp_templates import refused
 from tests.channels.fake_upstreams import ThreadedUpstream
 from tests.channels.support import Recorded, ok_json
 from tests.spec import assert_matches
@@ -170,16 +170,6 @@ def api(gateway: LiveServer, account: Account) -> WhatsAppTemplatesApi:
     config = Configuration(host=gateway.base_url + "/v1")
     config.username, config.password = account.api_username, account.api_password
     return WhatsAppTemplatesApi(ApiClient(config))
-
-
-def refused(call: Any, status: int, code: str) -> dict[str, Any]:
-    with pytest.raises(ApiException) as caught:
-        call()
-    assert caught.value.status == status, caught.value.body
-    body = json.loads(caught.value.body)
-    assert_matches(body, "ErrorOmnichannel")
-    assert [e["code"] for e in body["errors"]] == [code], body
-    return body
 
 
 NEW = WhatsappCreateTemplateRequest.from_dict({

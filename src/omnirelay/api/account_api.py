@@ -24,6 +24,7 @@ from omnirelay.api.openapi import (
     RETRY_AFTER,
     UNAVAILABLE,
     answer,
+    error_list,
     json_content,
     legacy,
     secured,
@@ -74,13 +75,7 @@ def statistics_formatter(_request: Request, status: int, detail: str) -> Respons
     return statistics_error(code, detail, status)
 
 
-_STATISTICS_ERROR: dict[str, Any] = {
-    "type": "object", "title": "ErrorStatistics", "required": ["errors"],
-    "properties": {"errors": {"type": "array", "minItems": 1, "items": {
-        "type": "object", "required": ["title", "details", "code"],
-        "properties": {"title": {"type": "string", "enum": list(_TITLES.values())},
-                       "details": {"type": "string"},
-                       "code": {"type": "string", "enum": list(_TITLES)}}}}}}
+_STATISTICS_ERROR = error_list("ErrorStatistics", _TITLES, "details")
 _REPORT_DOC: dict[str, Any] = secured(MESSENTE_BASIC, {
     "requestBody": {"required": True, "content": json_content({
         "type": "object", "title": "StatisticsReportSettings",

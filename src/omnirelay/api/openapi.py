@@ -68,6 +68,18 @@ UNAVAILABLE = "the database is unavailable; nothing was stored, try again shortl
 _RATE_LIMITED = "the account's rate limit is reached; nothing was stored; retry after 1 s"
 
 
+def error_list(title: str, titles: dict[str, str], detail: str = "detail") -> dict[str, Any]:
+    """The schema of an `{"errors": [{title, <detail>, code}]}` body, the shape the Phonebook,
+    statistics and other Messente APIs share with their own codes and detail field."""
+    return {
+        "type": "object", "title": title, "required": ["errors"],
+        "properties": {"errors": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["title", detail, "code"],
+            "properties": {"title": {"type": "string", "enum": list(titles.values())},
+                           detail: {"type": "string"},
+                           "code": {"type": "string", "enum": list(titles)}}}}}}
+
+
 def json_content(schema: dict[str, Any], example: Any = None) -> dict[str, Any]:
     media: dict[str, Any] = {"schema": schema}
     if example is not None:

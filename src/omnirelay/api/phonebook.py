@@ -17,7 +17,15 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from omnirelay.api.messente import account_of, json_response, runtime_of
-from omnirelay.api.openapi import MESSENTE_BASIC, RETRY_AFTER, UNAVAILABLE, answer, json_content, secured
+from omnirelay.api.openapi import (
+    MESSENTE_BASIC,
+    RETRY_AFTER,
+    UNAVAILABLE,
+    answer,
+    error_list,
+    json_content,
+    secured,
+)
 from omnirelay.api.requests import BodyError, read_json
 from omnirelay.api.routing import Endpoint, LeanRoute, Routes
 from omnirelay.core import phonebook as pb
@@ -111,14 +119,7 @@ def group_in_path(request: Request) -> str | None:
 _PHONE = {"type": "string", "description": "E.164; spaces and dashes are accepted and dropped"}
 _NULLABLE = {"type": ["string", "null"], "maxLength": pb.MAX_FIELD}
 _EXAMPLE_PHONE = "+37251000000"
-PHONEBOOK_ERROR: dict[str, Any] = {
-    "type": "object", "title": "ErrorPhonebook", "required": ["errors"],
-    "properties": {"errors": {"type": "array", "minItems": 1, "items": {
-        "type": "object", "required": ["title", "detail", "code"],
-        "properties": {"title": {"type": "string", "enum": list(TITLES.values())},
-                       "detail": {"type": "string"},
-                       "code": {"type": "string", "enum": list(TITLES)}}}}},
-}
+PHONEBOOK_ERROR = error_list("ErrorPhonebook", TITLES)
 _CONTACT: dict[str, Any] = {
     "type": "object", "title": "ContactResponseFields",
     "required": ["phoneNumber", *pb.CONTACT_FIELDS, "scheduledDeletionDate"],
