@@ -20,13 +20,15 @@ import yaml
 from messente_api import ApiClient, Configuration, DeliveryReportApi, NumberVerificationApi
 from sqlalchemy import func, select
 
+from omnirelay import account_admin as ops
 from omnirelay.api.verification import NumberVerification
 from omnirelay.channels.base import OutboundMessage
+from omnirelay.core.ratelimit import SECOND_US
 from omnirelay.core.timefmt import utcnow
 from omnirelay.core.verification import DESTINATION_WRONG_PINS, MAX_WRONG_PINS
 from omnirelay.runtime import Runtime
 from omnirelay.store.queries import Account
-from omnirelay.store.tables import verification_sends
+from omnirelay.store.tables import verification_sends, verifications
 from tests.api.test_account_sdk import balance, credit, set_prices
 from tests.spec import SPEC_DIR
 from tests.support import LiveServer, create_account, make_settings, start_live_server, wait_until
@@ -356,6 +358,30 @@ def test_a_verified_cookie_skips_the_pin(gateway: Gateway, acme: Account) -> Non
     assert start(gateway, acme, cookie="c-2").startswith("OK ")
     assert start(gateway, acme, EE2, cookie="c-1").startswith("OK ")
     assert start(gateway, other, cookie="c-1").startswith("OK ")
+
+
+def test_starts_are_held_to_the_accounts_rate_limit(gateway: Gateway) -> None:
+    server = gateway.server
+    server.call(create_account(server.runtime, "limited"))
+    limited = server.call(ops.change_account(server.runtime, "limited",
+                                             ops.AccountChanges(max_rps=2)))
+    moment = [1_800_000_000 * SECOND_US]
+    server.runtime.limits.clock = lambda: moment[0]
+    # One start with a re-send is two messages: the whole budget of a second.
+    first = verification_id(start(gateway, limited, max_tries="2"))
+    assert start(gateway, limited, to="+37255512346") == "ERROR 209"
+    assert len(sends(gateway, first)) == 2
+    assert stored_verifications(gateway, limited) == 1  # the refused one stored nothing
+    moment[0] += SECOND_US
+    verification_id(start(gateway, limited, to="+37255512346", max_tries="1"))
+    assert stored_verifications(gateway, limited) == 2
+
+
+def stored_verifications(gateway: Gateway, account: Account) -> int:
+    v = verifications.c
+    query = select(func.count()).select_from(verifications).where(v.account_id == account.id)
+    return int(gateway.server.call(gateway.server.runtime.db.read(
+        lambda conn: conn.execute(query).scalar_one())))
 
 
 def test_a_locked_database_answers_error_209_and_sends_nothing(tmp_path: Any) -> None:

@@ -135,6 +135,10 @@ class NumberVerification:
                                                          asked.validity)]
         except RequestError:  # a template an SMS cannot carry within the engine's parts
             return "ERROR 102"
+        # Held to the account's accept rate like any send (each scheduled re-send counts): api2
+        # has no rate-limit answer, and 209 is the one that tells a client to try again shortly.
+        if await self.runtime.limits.admit(account, len(messages)) is not None:
+            return "ERROR 209"
         # The verification first: a PIN that reaches a phone must always be checkable.
         await self.store.create(NewVerification(
             id=verification_id, account_id=account.id, destination=destination,
