@@ -46,7 +46,8 @@ class Metrics:
         self.retention_purged = Counter("omnirelay_retention_purged",
                                         "Rows deleted by [retention]: omnimessages (with their "
                                         "attempts and events), inbound, webhooks, "
-                                        "idempotency_keys", ["kind"], registry=self.registry)
+                                        "idempotency_keys, verifications", ["kind"],
+                                        registry=self.registry)
         self._bind_sources: list[BindStates] = []
         self.registry.register(_BindCollector(self._bind_sources))
         self.send_seconds = Histogram("omnirelay_upstream_send_seconds",

@@ -25,10 +25,11 @@ from omnirelay.api.verification import NumberVerification
 from omnirelay.channels.base import OutboundMessage
 from omnirelay.core.ratelimit import SECOND_US
 from omnirelay.core.timefmt import utcnow
-from omnirelay.core.verification import DESTINATION_WRONG_PINS, MAX_WRONG_PINS
+from omnirelay.core.verification import DESTINATION_WRONG_PINS, MAX_WRONG_PINS, REMEMBER_COOKIE
 from omnirelay.runtime import Runtime
 from omnirelay.store.queries import Account
-from omnirelay.store.tables import verification_sends, verifications
+from omnirelay.store.retention import Retention
+from omnirelay.store.tables import verification_sends, verification_throttles, verifications
 from tests.api.test_account_sdk import balance, credit, set_prices
 from tests.spec import SPEC_DIR
 from tests.support import LiveServer, create_account, make_settings, start_live_server, wait_until
@@ -246,6 +247,26 @@ def test_an_expired_pin_is_expired(gateway: Gateway, acme: Account) -> None:
     gateway.clock.offset = dt.timedelta(seconds=60)
     assert check(gateway, acme, verification, pin) == "EXPIRED"
     assert check(gateway, acme, verification, wrong(pin)) == "EXPIRED"
+
+
+def test_retention_purges_verifications_a_month_after_they_expired(gateway: Gateway,
+                                                                  acme: Account) -> None:
+    short = verification_id(start(gateway, acme, validity="60", max_tries="1"))
+    long = verification_id(start(gateway, acme, to="+37255512346", validity="1800",
+                                 max_tries="1"))
+    assert check(gateway, acme, short, wrong(gateway.pin(EE))) == "INVALID"  # a throttle row
+    server = gateway.server
+    retention = Retention(server.runtime.db, server.runtime.settings.retention)
+    # 30 days and two minutes on: the first expired (at one minute) a month ago, the second
+    # (at 30 minutes) not yet.
+    later = utcnow() + REMEMBER_COOKIE + dt.timedelta(minutes=2)
+    assert server.call(retention.purge(later)).verifications == 1
+    assert sends(gateway, short) == [] and len(sends(gateway, long)) == 1
+    assert stored_verifications(gateway, acme) == 1
+    assert server.call(server.runtime.db.read(lambda conn: conn.execute(
+        select(func.count()).select_from(verification_throttles)).scalar_one())) == 0
+    assert check(gateway, acme, short, "0000") == "ERROR 110"  # gone: no such verification
+    assert server.call(retention.purge(later)).verifications == 0
 
 
 # --- brute force --------------------------------------------------------------------------------

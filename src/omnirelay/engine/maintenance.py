@@ -88,5 +88,6 @@ class Maintenance:
         if self.retention is not None:
             purged = await self.retention.purge(now)
             if self.metrics is not None:
-                for kind in ("omnimessages", "inbound", "webhooks", "idempotency_keys"):
+                for kind in ("omnimessages", "inbound", "webhooks", "idempotency_keys",
+                             "verifications"):
                     self.metrics.retention_purged.labels(kind).inc(getattr(purged, kind))

@@ -5,7 +5,9 @@ pass stops after a few batches (the next housekeeping pass goes on). Every batch
 through an index range, oldest first: omnimessages and inbound messages per account through
 (account_id, time, id), webhooks through (state, next_try_at, id) — a finished webhook's
 next_try_at is the time of its last try, never later than when it finished. Idempotency keys go
-when their window (`[idempotency] window_hours`) has passed, through their created_at index.
+when their window (`[idempotency] window_hours`) has passed, through their created_at index;
+number verifications (with their sends and throttles) 30 days after they expired, whatever
+`[retention]` says, through their expires_at index.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from typing import Any
 from sqlalchemy import Connection, delete, select
 
 from omnirelay.config import RetentionSettings
-from omnirelay.store import idempotency
+from omnirelay.core.verification import REMEMBER_COOKIE
+from omnirelay.store import idempotency, verification
 from omnirelay.store.database import Database
 from omnirelay.store.tables import (
     accounts,
@@ -41,6 +44,7 @@ class Purged:
     inbound: int = 0
     webhooks: int = 0
     idempotency_keys: int = 0
+    verifications: int = 0
 
 
 class Retention:
@@ -61,6 +65,11 @@ class Retention:
             idempotency_keys=await self._purge_each(
                 None if self.idempotency_window is None else now - self.idempotency_window,
                 lambda conn, before: idempotency.purge_batch(conn, before, kept.batch_size)),
+            # Always on: a verification is of no use past its cookie's memory, and keeps
+            # personal data (a number, an address).
+            verifications=await self._purge_each(
+                now - REMEMBER_COOKIE,
+                lambda conn, before: verification.purge_batch(conn, before, kept.batch_size)),
         )
 
     async def _purge_each(self, before: datetime | None,

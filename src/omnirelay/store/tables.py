@@ -402,6 +402,7 @@ verifications = Table(
     Column("expires_at", DateTime, nullable=False),
     Column("verified_at", DateTime, nullable=True),
     Index("ix_verifications_cookie", "account_id", "destination", "cookie_hash"),
+    Index("ix_verifications_expires", "expires_at"),  # the retention purge, oldest first
 )
 
 verification_sends = Table(

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, case, or_, select, update
+from sqlalchemy import Connection, Table, and_, case, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from omnirelay.core.verification import (
@@ -180,3 +180,19 @@ def _pending_sends(conn: Connection, verification_id: str, now: datetime) -> lis
     s = verification_sends.c
     return list(conn.execute(select(s.omnimessage_id).where(
         s.verification_id == verification_id, s.send_at > now).order_by(s.seq)).scalars())
+
+
+def purge_batch(conn: Connection, before: datetime, limit: int) -> int:
+    """Delete up to `limit` verifications that expired before `before`, oldest first, with their
+    sends; and the destination throttles whose window started before it. Retention calls this
+    with a cutoff past the longest a verification matters (a remembered cookie's 30 days)."""
+    v = verifications.c
+    ids = list(conn.execute(select(v.id).where(v.expires_at < before)
+                            .order_by(v.expires_at).limit(limit)).scalars())
+    t = verification_throttles.c
+    conn.execute(delete(verification_throttles).where(t.window_started_at < before))
+    if not ids:
+        return 0
+    # Explicitly, not by the foreign key's cascade: SQLite enforces it only where enabled.
+    conn.execute(delete(verification_sends).where(verification_sends.c.verification_id.in_(ids)))
+    return int(conn.execute(delete(verifications).where(v.id.in_(ids))).rowcount)

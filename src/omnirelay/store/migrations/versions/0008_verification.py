@@ -38,6 +38,7 @@ def upgrade() -> None:
     )
     op.create_index('ix_verifications_cookie', 'verifications',
                     ['account_id', 'destination', 'cookie_hash'], unique=False)
+    op.create_index('ix_verifications_expires', 'verifications', ['expires_at'], unique=False)
     op.create_table(
         'verification_sends',
         sa.Column('verification_id', sa.String(length=36), nullable=False),
@@ -61,5 +62,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table('verification_throttles')
     op.drop_table('verification_sends')
+    op.drop_index('ix_verifications_expires', table_name='verifications')
     op.drop_index('ix_verifications_cookie', table_name='verifications')
     op.drop_table('verifications')
