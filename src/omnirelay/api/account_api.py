@@ -27,6 +27,7 @@ from omnirelay.api.openapi import (
     error_list,
     json_content,
     legacy,
+    query_parameter,
     secured,
     text_answer,
 )
@@ -114,21 +115,18 @@ _BALANCE_DOC = legacy({"responses": {"200": text_answer(
     f"`OK <balance>`, `OK unlimited` for an account without a prepaid balance; or "
     f"{_ERROR_CODES}", "OK 10.23")}})
 _PRICELIST_DOC = legacy({
-    "parameters": [{"name": "channel", "in": "query", "required": False,
-                    "schema": {"type": "string", "default": "sms"},
-                    "description": "whose prices: sms, viber, whatsapp, telegram, hlr"}],
-    "responses": {"200": {
-        "description": f"The price list as CSV (one row per network); or {_ERROR_CODES}",
-        "content": {"text/plain": {"schema": {"type": "string"}, "example": render_csv([])}}}}})
+    "parameters": [query_parameter("channel", {"type": "string", "default": "sms"},
+                                   description="whose prices: sms, viber, whatsapp, telegram, "
+                                               "hlr")],
+    "responses": {"200": text_answer(
+        f"The price list as CSV (one row per network); or {_ERROR_CODES}", render_csv([]))}})
 _PRICES_DOC = legacy({
     "parameters": [
-        {"name": "country", "in": "query", "required": True,
-         "schema": {"type": "string", "minLength": 2, "maxLength": 2},
-         "description": "ISO 3166-1 alpha-2 code"},
-        {"name": "format", "in": "query", "required": False,
-         "schema": {"type": "string", "enum": ["json", "xml"], "default": "json"}},
-        {"name": "channel", "in": "query", "required": False,
-         "schema": {"type": "string", "default": "sms"}}],
+        query_parameter("country", {"type": "string", "minLength": 2, "maxLength": 2},
+                        description="ISO 3166-1 alpha-2 code", required=True),
+        query_parameter("format", {"type": "string", "enum": ["json", "xml"],
+                                   "default": "json"}),
+        query_parameter("channel", {"type": "string", "default": "sms"})],
     "responses": {"200": {
         "description": "The country's prices per network; or `ERROR 104` an unknown country, "
                        "`ERROR 105` no price for it, `ERROR 106` an unknown format, "

@@ -26,6 +26,7 @@ from omnirelay.api.openapi import (
     answer,
     json_content,
     messente_errors,
+    query_parameter,
 )
 from omnirelay.api.requests import BodyError, read_json
 from omnirelay.api.routing import LeanRoute, Routes
@@ -180,8 +181,7 @@ def _plausible_id(text: str) -> bool:
 
 
 def _query(name: str, description: str, schema: dict[str, Any]) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": False, "description": description,
-            "schema": schema}
+    return query_parameter(name, schema, description=description)
 
 
 _TIME = {"type": "string", "format": "date-time"}

@@ -80,6 +80,16 @@ def error_list(title: str, titles: dict[str, str], detail: str = "detail") -> di
                            "code": {"type": "string", "enum": list(titles)}}}}}}
 
 
+def query_parameter(name: str, schema: dict[str, Any] | None = None, *,
+                    description: str | None = None, required: bool = False) -> dict[str, Any]:
+    """A query parameter as /openapi.json declares it (a string unless `schema` says)."""
+    parameter: dict[str, Any] = {"name": name, "in": "query", "required": required,
+                                 "schema": schema or {"type": "string"}}
+    if description is not None:
+        parameter["description"] = description
+    return parameter
+
+
 def json_content(schema: dict[str, Any], example: Any = None) -> dict[str, Any]:
     media: dict[str, Any] = {"schema": schema}
     if example is not None:

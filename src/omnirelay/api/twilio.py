@@ -24,7 +24,7 @@ from starlette.responses import Response
 from omnirelay.api import openapi
 from omnirelay.api.auth import authenticate_twilio, basic_credentials
 from omnirelay.api.idempotency import OPENAPI_PARAMETER, Created, idempotent, read_key
-from omnirelay.api.openapi import NULLABLE_STRING, TWILIO_BASIC, TWILIO_ERROR, twilio_errors
+from omnirelay.api.openapi import NULLABLE_STRING, TWILIO_BASIC, TWILIO_ERROR, query_parameter, twilio_errors
 from omnirelay.api.openapi import answer as documented
 from omnirelay.api.ratelimited import twilio_rate_limited
 from omnirelay.api.requests import BodyError, read_body
@@ -161,8 +161,7 @@ _LIST_DOC: dict[str, Any] = {
         **twilio_errors(400, 401, 404, 503, invalid=invalid_parameter(
             "PageSize must be an integer from 1 to 1000"))},
     "parameters": [
-    {"name": name, "in": "query", "required": False, "schema": schema}
-    for name, schema in (
+    query_parameter(name, schema) for name, schema in (
         ("To", {"type": "string"}), ("From", {"type": "string"}),
         ("DateSent", {"type": "string", "format": "date",
                       "description": "YYYY-MM-DD (or a date-time: its day), 1970 to 2999"}),

@@ -26,7 +26,7 @@ from starlette.responses import Response
 
 from omnirelay.api.account_api import legacy_account, text
 from omnirelay.api.messente import new_omnimessage, runtime_of
-from omnirelay.api.openapi import LEGACY_CREDENTIALS
+from omnirelay.api.openapi import legacy, query_parameter, text_answer
 from omnirelay.api.requests import BodyError, read_body
 from omnirelay.api.routing import LeanRoute, Routes
 from omnirelay.core import verification as rules
@@ -44,8 +44,7 @@ _FORM = "application/x-www-form-urlencoded"
 
 
 def _query(name: str, description: str, required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": "query", "required": required, "description": description,
-            "schema": {"type": "string"}}
+    return query_parameter(name, description=description, required=required)
 
 
 _HINTS = [_query("ip", "the end user's IP address"),
@@ -54,14 +53,8 @@ _HINTS = [_query("ip", "the end user's IP address"),
                            "cookie skips the PIN for this number")]
 
 
-def _plain(description: str, example: str) -> dict[str, Any]:
-    return {"200": {"description": description, "content": {"text/plain": {
-        "schema": {"type": "string"}, "example": example}}}}
-
-
 # The credentials are the legacy query parameters, declared as security schemes.
-_START_DOC: dict[str, Any] = {
-    "security": [LEGACY_CREDENTIALS],
+_START_DOC: dict[str, Any] = legacy({
     "parameters": [
         _query("to", "the number to verify, E.164", True),
         _query("template", f"the SMS text, with {rules.PLACEHOLDER} where the PIN goes "
@@ -76,19 +69,19 @@ _START_DOC: dict[str, Any] = {
         _query("validity", f"seconds the PIN is valid, at most {rules.MAX_VALIDITY} "
                            f"(default {rules.DEFAULT_VALIDITY})"),
         *_HINTS],
-    "responses": _plain("OK <verification id>; VERIFIED (a remembered cookie: nothing sent); "
-                        "ERROR 101 (credentials), 102 (parameters), 109 (no <PIN> in the "
-                        "template), 111 (a sender an SMS cannot carry), 209 (store unavailable)",
-                        "OK 6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f"),
-}
-_PIN_DOC: dict[str, Any] = {
-    "security": [LEGACY_CREDENTIALS],
+    "responses": {"200": text_answer(
+        "OK <verification id>; VERIFIED (a remembered cookie: nothing sent); ERROR 101 "
+        "(credentials), 102 (parameters), 109 (no <PIN> in the template), 111 (a sender an SMS "
+        "cannot carry), 209 (store unavailable, or the account's rate limit reached)",
+        "OK 6f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f")},
+})
+_PIN_DOC: dict[str, Any] = legacy({
     "parameters": [_query("verification_id", "what /verify/start answered", True),
                    _query("pin", "the PIN the end user typed", True), *_HINTS],
-    "responses": _plain("VERIFIED; INVALID (wrong PIN); EXPIRED (past its validity, or already "
-                        "used); THROTTLED (out of tries); ERROR 101, 102, 110 (no such "
-                        "verification), 209", "VERIFIED"),
-}
+    "responses": {"200": text_answer(
+        "VERIFIED; INVALID (wrong PIN); EXPIRED (past its validity, or already used); THROTTLED "
+        "(out of tries); ERROR 101, 102, 110 (no such verification), 209", "VERIFIED")},
+})
 
 
 async def legacy_params(request: Request, limit: int) -> dict[str, str]:

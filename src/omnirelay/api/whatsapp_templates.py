@@ -23,6 +23,7 @@ from omnirelay.api.openapi import (
     json_content,
     messente_error,
     messente_errors,
+    query_parameter,
     secured,
 )
 from omnirelay.api.requests import BodyError, read_json
@@ -42,7 +43,7 @@ _EXAMPLE_TEMPLATE = {"id": _TEMPLATE_ID, "name": "order_update", "language": "en
                      "category": "utility", "status": "approved",
                      "components": [{"type": "body", "text": "Your order {{1}} has shipped",
                                      "example": {"body_text": [["A-1001"]]}}]}
-_STRING = {"type": "string"}
+_STRING: dict[str, Any] = {"type": "string"}
 _BUTTON = {"type": "object", "required": ["type"], "properties": {
     "type": {"type": "string", "enum": list(wt.BUTTON_TYPES)},
     "otp_type": {"type": "string", "enum": list(wt.OTP_TYPES)},
@@ -60,8 +61,8 @@ _COMPONENT = {"type": "object", "required": ["type"], "properties": {
         "header_text": {"type": "array", "items": _STRING},
         "body_text": {"type": "array", "items": {"type": "array", "items": _STRING}}}},
     "buttons": {"type": "array", "items": _BUTTON}}}
-_CATEGORY = {"type": "string", "enum": list(wt.CATEGORIES)}
-_STATUS = {"type": "string", "enum": list(wt.STATUSES)}
+_CATEGORY: dict[str, Any] = {"type": "string", "enum": list(wt.CATEGORIES)}
+_STATUS: dict[str, Any] = {"type": "string", "enum": list(wt.STATUSES)}
 _TEMPLATE = {"type": "object", "title": "WhatsappTemplateResponse",
              "required": ["id", "name", "language", "category", "status", "components"],
              "properties": {"id": _STRING, "name": _STRING, "language": _STRING,
@@ -92,8 +93,7 @@ def _parameters(*names: str) -> list[dict[str, Any]]:
                   "default": wt.DEFAULT_LIMIT},
         "before": _STRING, "after": _STRING, "category": _CATEGORY, "content": _STRING,
         "language": _STRING, "name": _STRING, "status": _STATUS, "hsmId": _STRING}
-    return [{"name": n, "in": "query", "required": False, "schema": described[n]}
-            for n in names]
+    return [query_parameter(n, described[n]) for n in names]
 
 
 _LIST_DOC = secured(MESSENTE_BASIC, {
@@ -133,7 +133,7 @@ _UPDATE_DOC = secured(MESSENTE_BASIC, {
     "responses": {"200": answer("Updated; back in review", _SUCCESS, {"success": True}),
                   **_errors()}})
 _DELETE_DOC = secured(MESSENTE_BASIC, {
-    "parameters": [{"name": "name", "in": "query", "required": True, "schema": _STRING},
+    "parameters": [query_parameter("name", _STRING, required=True),
                    *_parameters("hsmId")],
     "responses": {"200": answer("Deleted: every language of the name, or only hsmId",
                                 _SUCCESS, {"success": True}), **_errors()}})
