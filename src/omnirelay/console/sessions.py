@@ -10,7 +10,6 @@ SameSite=Strict) but never the header.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import secrets
@@ -19,6 +18,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 import orjson
+
+from omnirelay.core.base64url import b64url_decode, b64url_encode
+from omnirelay.core.secrets import same_secret
 
 COOKIE = "omnirelay_console"
 CSRF_HEADER = "x-csrf-token"
@@ -38,14 +40,6 @@ class Session:
     nonce: str
 
 
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
 class SessionCodec:
     """Signs and checks session cookies under a key derived from the server's secret_key."""
 
@@ -53,7 +47,7 @@ class SessionCodec:
         self._key = hashlib.sha256(b"omnirelay-console-session-v1:" + secret_key.encode()).digest()
 
     def _mac(self, label: str, data: str) -> str:
-        return _b64(hmac.new(self._key, f"{label}|{data}".encode(), hashlib.sha256).digest())
+        return b64url_encode(hmac.new(self._key, f"{label}|{data}".encode(), hashlib.sha256).digest())
 
     def fingerprint(self, *credential: str) -> str:
         """A short keyed digest of a credential: it changes when the credential does, and tells
@@ -65,7 +59,7 @@ class SessionCodec:
         session = Session(kind, account_id, fingerprint,
                           int((time.time() if now is None else now) + lifetime_seconds),
                           secrets.token_urlsafe(16))
-        payload = _b64(orjson.dumps({"k": kind, "a": account_id, "f": fingerprint,
+        payload = b64url_encode(orjson.dumps({"k": kind, "a": account_id, "f": fingerprint,
                                      "x": session.expires, "n": session.nonce}))
         return f"{_VERSION}.{payload}.{self._mac('session', payload)}", session
 
@@ -77,10 +71,10 @@ class SessionCodec:
         payload, _, mac = rest.partition(".")
         if version != _VERSION or not payload or not mac:
             return None
-        if not hmac.compare_digest(mac.encode(), self._mac("session", payload).encode()):
+        if not same_secret(mac, self._mac("session", payload)):
             return None
         try:
-            data = orjson.loads(_unb64(payload))
+            data = orjson.loads(b64url_decode(payload))
             session = Session(data["k"], data["a"], data["f"], int(data["x"]), data["n"])
         except (ValueError, KeyError, TypeError):
             return None
@@ -94,5 +88,4 @@ class SessionCodec:
         return self._mac("csrf", session.nonce)
 
     def csrf_ok(self, session: Session, given: str | None) -> bool:
-        return bool(given) and hmac.compare_digest((given or "").encode(),
-                                                   self.csrf_token(session).encode())
+        return bool(given) and same_secret(given or "", self.csrf_token(session))

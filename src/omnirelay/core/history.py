@@ -10,7 +10,6 @@ account, so another account's cursor shows nothing of its owner's.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 from collections.abc import Mapping
@@ -20,6 +19,7 @@ from datetime import datetime
 import orjson
 
 from omnirelay.core import validation as v
+from omnirelay.core.base64url import b64url_decode, b64url_encode
 from omnirelay.core.omnimessage import parse_phone_number
 from omnirelay.core.statuses import Status
 from omnirelay.core.timefmt import parse_iso8601
@@ -90,13 +90,13 @@ class Cursors:
 
     def encode(self, position: Position) -> str:
         payload = orjson.dumps([position.at.isoformat(), position.id])
-        return _b64(payload) + "." + _b64(self._mac(payload))
+        return b64url_encode(payload) + "." + b64url_encode(self._mac(payload))
 
     def decode(self, cursor: str, source: str = "next") -> Position:
         payload_part, _, mac_part = cursor.partition(".")
         try:
-            payload = _unb64(payload_part)
-            good = hmac.compare_digest(_unb64(mac_part), self._mac(payload))
+            payload = b64url_decode(payload_part)
+            good = hmac.compare_digest(b64url_decode(mac_part), self._mac(payload))
         except ValueError:
             good = False
         if not good:
@@ -106,17 +106,6 @@ class Cursors:
 
     def _mac(self, payload: bytes) -> bytes:
         return hmac.new(self._key, payload, hashlib.sha256).digest()[:16]
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def _unb64(text: str) -> bytes:
-    try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-    except (ValueError, UnicodeEncodeError) as exc:
-        raise ValueError("not base64") from exc
 
 
 def parse_message_filter(params: Mapping[str, str], cursors: Cursors) -> MessageFilter:

@@ -14,14 +14,13 @@ map to their successors.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from omnirelay.core import validation as v
+from omnirelay.core.base64url import b64url_decode, b64url_encode
 
 CATEGORIES = ("authentication", "marketing", "utility")
 STATUSES = ("approved", "in_appeal", "rejected", "pending", "pending_deletion", "deleted",
@@ -380,13 +379,13 @@ def search_text(components: list[dict[str, Any]]) -> str:
 
 
 def encode_cursor(*parts: str) -> str:
-    return base64.urlsafe_b64encode("|".join(parts).encode()).decode().rstrip("=")
+    return b64url_encode("|".join(parts).encode())
 
 
 def decode_cursor(cursor: str, source: str, count: int) -> list[str]:
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        text = b64url_decode(cursor).decode()
+    except ValueError:  # not base64, or not UTF-8 (UnicodeDecodeError is a ValueError)
         text = ""
     parts = text.split("|")
     if len(parts) != count or not all(parts):
