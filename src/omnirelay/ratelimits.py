@@ -57,6 +57,3 @@ class AcceptLimiter:
                 lambda conn: take_accept(conn, account.id, now, count, rate))
         self._tats[account.id] = (rate, decision.tat)
         return None if decision.allowed else decision.retry_after
-
-    def forget(self) -> None:
-        self._tats.clear()

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 
 from omnirelay.api.errors import TITLES, error_item
+from omnirelay.api.ratelimited import rate_limited_detail
 from omnirelay.core.twilio.errors import TwilioError, authentication_error, not_found, twilio_error
 
 MESSENTE_BASIC = "messenteBasic"
@@ -65,7 +66,7 @@ RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before trying aga
                                 "schema": {"type": "integer"}}}
 OPERATOR_REFUSED = "a valid operator token is required (Authorization: Bearer)"
 UNAVAILABLE = "the database is unavailable; nothing was stored, try again shortly"
-_RATE_LIMITED = "the account's rate limit is reached; nothing was stored; retry after 1 s"
+_RATE_LIMITED = rate_limited_detail(1)
 
 
 def error_list(title: str, titles: dict[str, str], detail: str = "detail") -> dict[str, Any]:

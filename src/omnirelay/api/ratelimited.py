@@ -19,17 +19,17 @@ TWILIO_CODE = 20429
 STATUS = 429
 
 
-def _detail(retry_after: int) -> str:
+def rate_limited_detail(retry_after: int) -> str:
     return (f"the account's rate limit is reached; nothing was stored; retry after "
             f"{retry_after} s")
 
 
 def messente_rate_limited(retry_after: int) -> Response:
-    return error_response(MESSENTE_CODE, _detail(retry_after), None, status=STATUS,
+    return error_response(MESSENTE_CODE, rate_limited_detail(retry_after), None, status=STATUS,
                           headers={"Retry-After": str(retry_after)})
 
 
 def twilio_rate_limited(retry_after: int) -> Response:
-    error = twilio_error(TWILIO_CODE, detail=_detail(retry_after))
+    error = twilio_error(TWILIO_CODE, detail=rate_limited_detail(retry_after))
     return Response(orjson.dumps(error.body()), status_code=error.status,
                     media_type="application/json", headers={"Retry-After": str(retry_after)})

@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from omnirelay.api.account_api import legacy_account, text
-from omnirelay.api.messente import new_omnimessage, runtime_of
+from omnirelay.api.messente import is_omnimessage_id, new_omnimessage, runtime_of
 from omnirelay.api.openapi import legacy, query_parameter, text_answer
 from omnirelay.api.requests import BodyError, read_body
 from omnirelay.api.routing import LeanRoute, Routes
@@ -163,7 +163,7 @@ class NumberVerification:
         verification_id, pin = params.get("verification_id"), params.get("pin")
         if not verification_id or pin is None or pin == "":
             return "ERROR 102"
-        if not _is_uuid(verification_id):
+        if not is_omnimessage_id(verification_id):  # the same form of id
             return "ERROR 110"
         typed = pin.strip()
 
@@ -181,13 +181,6 @@ class NumberVerification:
                 log.warning("verification %s: a scheduled re-send could not be canceled",
                             verification_id)
         return result.answer.value
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        return len(value) == 36 and str(uuid.UUID(value)) == value
-    except ValueError:
-        return False
 
 
 def verification_of(request: Request) -> NumberVerification:

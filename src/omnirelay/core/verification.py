@@ -32,6 +32,7 @@ from enum import Enum
 
 from omnirelay.core import senders
 from omnirelay.core import validation as v
+from omnirelay.core.secrets import same_secret
 from omnirelay.core.validation import RequestError
 
 PLACEHOLDER = "<PIN>"
@@ -178,8 +179,7 @@ class PinHasher:
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
 
     def matches(self, verification_id: str, pin: str, stored: str) -> bool:
-        return hmac.compare_digest(self.pin_hash(verification_id, pin).encode(),
-                                   stored.encode())
+        return same_secret(self.pin_hash(verification_id, pin), stored)
 
     def cookie_hash(self, cookie: str) -> str:
         return hmac.new(self._key, b"cookie:" + cookie.encode(), hashlib.sha256).hexdigest()

@@ -16,11 +16,11 @@ from typing import Any
 from sqlalchemy import Connection, Select, func, select
 
 from omnirelay.store.database import Database
+from omnirelay.store.number_lookup import CHANNEL as LOOKUP_CHANNEL
 from omnirelay.store.tables import attempts, number_lookups
 
 _a = attempts.c
 _l = number_lookups.c
-LOOKUPS = "hlr"
 
 
 def report_statement(account_id: int, start: datetime, end: datetime,
@@ -46,11 +46,11 @@ async def country_totals(db: Database, account_id: int, start: datetime, end: da
                          channels: Sequence[str] | None = None) -> list[tuple[str, int, int]]:
     """(alpha-2 code or "", messages, micro-units) per country."""
     statements = []
-    if channels is None or any(c != LOOKUPS for c in channels):
+    if channels is None or any(c != LOOKUP_CHANNEL for c in channels):
         statements.append(report_statement(
             account_id, start, end, None if channels is None else
-            [c for c in channels if c != LOOKUPS]))
-    if channels is None or LOOKUPS in channels:
+            [c for c in channels if c != LOOKUP_CHANNEL]))
+    if channels is None or LOOKUP_CHANNEL in channels:
         statements.append(lookup_statement(account_id, start, end))
 
     def work(conn: Connection) -> list[tuple[str, int, int]]:
