@@ -153,6 +153,7 @@ def create_app(runtime: Runtime, *, manage_runtime: bool = True, workers: bool =
         finally:
             if manage_runtime:
                 await runtime.stop()
+            await app.state.lookup_provider.close()
 
     app = Gateway(
         title="omnirelay",

@@ -159,5 +159,6 @@ def build_routes(provider: lookups.LookupProvider) -> list[LeanRoute]:
 def install(app: FastAPI, runtime: Runtime) -> None:
     """Serve POST /hlr/sync under /v1 and at /, with the lookup's error format there."""
     provider = lookups.build(runtime.settings.lookup)
+    app.state.lookup_provider = provider  # closed with the app
     app.router.routes.extend(build_routes(provider))
     app.state.error_formatters.extend((prefix, formatter) for prefix in PREFIXES)

@@ -25,3 +25,7 @@ class LookupProvider(Protocol):
         """Messente's SyncNumberLookupResult for each number, in the same order; raises
         LookupUnavailable when it cannot answer them."""
         ...
+
+    async def close(self) -> None:
+        """Let go of what the provider holds open (connections), at shutdown."""
+        ...

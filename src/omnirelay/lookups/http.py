@@ -31,13 +31,25 @@ class HttpLookup:
             self.headers["Authorization"] = f"Bearer {token}"
         elif username:
             self.auth = httpx.BasicAuth(username, password)
+        self._client: httpx.AsyncClient | None = None
+
+    def _pooled(self) -> httpx.AsyncClient:
+        # One client for the process, made on first use, so lookups reuse its connections
+        # (and TLS sessions) instead of opening one per request.
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=self.timeout, auth=self.auth,
+                                             headers=self.headers, follow_redirects=False)
+        return self._client
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
 
     async def lookup(self, numbers: Sequence[LookupNumber]) -> list[dict[str, Any]]:
         try:
-            async with httpx.AsyncClient(timeout=self.timeout, auth=self.auth,
-                                         follow_redirects=False) as client:
-                response = await client.post(self.url, json={"numbers": [n.number for n in numbers]},
-                                             headers=self.headers)
+            response = await self._pooled().post(
+                self.url, json={"numbers": [n.number for n in numbers]})
         except httpx.TimeoutException:
             log.warning("number lookup: the HLR service did not answer within %g s", self.timeout)
             raise LookupUnavailable(f"the number lookup service did not answer within "

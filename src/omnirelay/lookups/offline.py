@@ -16,3 +16,6 @@ class OfflineLookup:
         # The carrier and geocoder data are imported on the first lookup (about a second):
         # in a thread, so the event loop keeps serving the other requests meanwhile.
         return await asyncio.to_thread(lambda: [offline_result(n) for n in numbers])
+
+    async def close(self) -> None:
+        """Nothing to let go of."""

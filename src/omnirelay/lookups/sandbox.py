@@ -43,3 +43,6 @@ class SandboxLookup:
 
     async def lookup(self, numbers: Sequence[LookupNumber]) -> list[dict[str, Any]]:
         return await asyncio.to_thread(lambda: [sandbox_result(n) for n in numbers])
+
+    async def close(self) -> None:
+        """Nothing to let go of."""
