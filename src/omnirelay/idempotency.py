@@ -68,11 +68,8 @@ class Idempotency:
                 return found
             try:
                 return await handle(Claim(account_id, key, fingerprint, since))
-            except KeyTaken:
-                found = await self.store.remembered(account_id, key, since)
-                if found is None:  # stored elsewhere and gone already: nothing to answer with
-                    raise
-                return found
+            except KeyTaken as taken:
+                return taken.found
         finally:
             del self._running[slot]
             done.set()

@@ -43,7 +43,12 @@ class KeyRecord:
 
 
 class KeyTaken(Exception):
-    """Another request (in another process) stored this key first; nothing of ours was stored."""
+    """Another request (in another process) stored this key first; nothing of ours was stored.
+    `found` is the answer it stored."""
+
+    def __init__(self, key: str, found: Remembered) -> None:
+        super().__init__(key)
+        self.found = found
 
 
 def lookup(conn: Connection, account_id: int, key: str, since: datetime) -> Remembered | None:

@@ -449,10 +449,11 @@ class Store:
         try:
             await self.writer.submit(self._accept_keyed_op, items, (now, remember))
         except IntegrityError:
-            if await self.remembered(remember.account_id, remember.key,
-                                     remember.expired_before) is None:
+            found = await self.remembered(remember.account_id, remember.key,
+                                          remember.expired_before)
+            if found is None:
                 raise
-            raise idempotency.KeyTaken(remember.key) from None
+            raise idempotency.KeyTaken(remember.key, found) from None
 
     async def remembered(self, account_id: int, key: str, since: datetime
                          ) -> idempotency.Remembered | None:
