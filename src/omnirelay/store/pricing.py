@@ -146,17 +146,14 @@ def settle(conn: Connection, settlements: Sequence[Settlement], now: datetime) -
         if state != "sending" or owner != wanted.owner:
             continue  # not this holder's any more: its new holder settles it
         if wanted.parts is None:
-            if price * charged:
-                conn.execute(_credit, {"a": account_id, "cost": price * charged, "now": now})
+            refund(conn, account_id, price * charged, now)
             conn.execute(_record_charge, {"mid": mid, "country": None, "price": None,
                                           "parts": None})
             continue
         delta = (wanted.parts - charged) * price
         if delta < 0:
-            conn.execute(_credit, {"a": account_id, "cost": -delta, "now": now})
-        elif delta > 0 and conn.execute(select(balances.c.account_id).where(
-                balances.c.account_id == account_id)).first() is not None and conn.execute(
-                _debit, {"a": account_id, "cost": delta, "now": now}).rowcount != 1:
+            refund(conn, account_id, -delta, now)
+        elif delta > 0 and not debit(conn, account_id, delta, now):
             # The message has left; the parts the balance could not cover stay unpaid.
             log.warning("attempt %s took %d parts, %d were charged, and the balance does not "
                         "cover the rest", mid, wanted.parts, charged)
