@@ -34,7 +34,7 @@ from omnirelay.api.openapi import (
 from omnirelay.api.requests import BodyError, read_json
 from omnirelay.api.routing import LeanRoute, Routes
 from omnirelay.core.money import format_amount
-from omnirelay.core.pricing import country_name, prices_body, region_known, render_csv
+from omnirelay.core.pricing import CHANNELS, country_name, prices_body, region_known, render_csv
 from omnirelay.core.secrets import same_secret
 from omnirelay.core.validation import control_character
 from omnirelay.store.database import StoreUnavailable
@@ -42,9 +42,8 @@ from omnirelay.store.pricing import Pricing
 from omnirelay.store.queries import Account
 from omnirelay.store.statistics import country_totals
 
-# what message_types may name, and the channel each counts (hlr: the number lookups)
-MESSAGE_TYPES = {"sms": "sms", "viber": "viber", "whatsapp": "whatsapp", "rcs": "rcs",
-                 "telegram": "telegram", "hlr": "hlr"}
+# what message_types may name: the priced channels, hlr (number lookups) among them
+MESSAGE_TYPES = frozenset(CHANNELS)
 _DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _STAND_IN = "omnirelay-no-such-account-stand-in-password"
 _TITLES = {"100": "Client Error", "103": "Unauthorized", "104": "Invalid data",
@@ -176,7 +175,7 @@ def parse_report_settings(body: Any) -> tuple[datetime, datetime, list[str] | No
         if unknown:
             raise ReportRequestError(f"unknown message_types {', '.join(unknown)}; known: "
                                      f"{', '.join(sorted(MESSAGE_TYPES))}")
-        channels = sorted({MESSAGE_TYPES[t.lower()] for t in types})
+        channels = sorted({t.lower() for t in types})
     begin = datetime.combine(start, time(), tzinfo=UTC).replace(tzinfo=None)
     return begin, datetime.combine(end + timedelta(days=1), time()), channels
 
