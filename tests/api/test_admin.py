@@ -11,8 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
+from omnirelay.core.delivery import InboundMessage
 from omnirelay.core.timefmt import utcnow
-from omnirelay.store.queries import Inbound
 from tests.support import (
     LiveServer,
     create_account,
@@ -139,7 +139,7 @@ def test_the_operator_reads_every_accounts_history(admin_server: LiveServer) -> 
                 "to": "+37255512345", "messages": [{"channel": "sms", "text": "hi"}],
                 "time_to_send": later}).json()["omnimessage_id"]
     server.call(server.runtime.sink.store_inbound([
-        Inbound("sms", "+37255512345", "+37255599999", "to nobody", utcnow())]))
+        InboundMessage("sms", "+37255512345", "+37255599999", "to nobody", utcnow())]))
     with operator(server) as admin:
         for account in (first, second):
             page = admin.get("/omnimessages", params={"account": account.name}).json()

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import pytest
 
+from omnirelay.core.delivery import InboundMessage
 from omnirelay.core.timefmt import utcnow
-from omnirelay.store.queries import Inbound
 from tests.support import (
     LiveServer,
     WebhookReceiver,
@@ -165,9 +165,9 @@ def test_inbound_is_listed_with_its_callback_state(
     server.call(runtime.store.set_inbound_numbers(account.id, [number]))
     now = utcnow()
     server.call(runtime.sink.store_inbound([
-        Inbound("sms", "+37255512345", number, "first", now - timedelta(seconds=2)),
-        Inbound("sms", "+37255567890", number, "second", now - timedelta(seconds=1)),
-        Inbound("sms", "+37255512345", "+37255500002", "nobody's", now),
+        InboundMessage("sms", "+37255512345", number, "first", now - timedelta(seconds=2)),
+        InboundMessage("sms", "+37255567890", number, "second", now - timedelta(seconds=1)),
+        InboundMessage("sms", "+37255512345", "+37255500002", "nobody's", now),
     ]))
     with client(server, account) as api:
         listed = wait_until(lambda: (body := api.get("/inbound").json())["inbound"]

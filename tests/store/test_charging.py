@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from omnirelay.core.delivery import OutboundMessage
 from omnirelay.core.pricing import parse_csv
 from omnirelay.core.timefmt import utcnow
 from omnirelay.runtime import Runtime
 from omnirelay.store.pricing import Pricing
-from omnirelay.store.queries import ClaimedAttempt, NewAttempt, NewOmnimessage, Store
+from omnirelay.store.queries import NewAttempt, NewOmnimessage, Store
 from tests.support import create_account, make_settings
 from tests.templates import premigrate
 
@@ -41,9 +42,9 @@ def message(account_id: int, n: int) -> NewOmnimessage:
         attempts=(NewAttempt(str(uuid.uuid4()), 0, "sms", "Shop", {"text": f"m{n}"}, 3600),))
 
 
-async def drain(store: Store, owner: str) -> list[ClaimedAttempt]:
+async def drain(store: Store, owner: str) -> list[OutboundMessage]:
     """Claim two at a time until nothing is due."""
-    handed: list[ClaimedAttempt] = []
+    handed: list[OutboundMessage] = []
     while True:
         claim = await store.claim_due(owner, 2, 60, utcnow())
         handed.extend(claim.attempts)

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from omnirelay.core.delivery import SendResult, StatusReport
 from omnirelay.core.timefmt import utcnow
 from omnirelay.runtime import Runtime
-from omnirelay.store.queries import Report, SendOutcome
 from omnirelay.store.tables import attempts, unmatched_reports
 from tests.store.test_store import accept, rows
 from tests.support import create_account, make_settings
@@ -48,7 +48,7 @@ async def test_the_sweep_never_applies_a_receipt_parked_before_the_submit(runtim
     mid = (await runtime.store.claim_due_attempts("w", 10, 30, utcnow()))[0].message_id
     submitted = utcnow()
     await park(runtime, "5a", "UNDELIV", submitted - timedelta(seconds=5))
-    await runtime.store.record_send_outcomes("w", [SendOutcome(mid, provider_refs=("5b",))],
+    await runtime.store.record_send_outcomes("w", [SendResult(mid, provider_refs=("5b",))],
                                              {mid: "sms"}, utcnow(), submitted_at=submitted)
     # the race: the ref is written by one process, the receipt parked by another
     await park(runtime, "5b", "UNDELIV", submitted - timedelta(seconds=5))
@@ -63,7 +63,7 @@ async def test_the_sweep_never_applies_a_receipt_parked_before_the_submit(runtim
 
 
 async def test_parked_receipts_expire_after_the_window_and_are_counted(runtime: Runtime) -> None:
-    await runtime.store.apply_reports([Report("sms", "DELIVRD", provider_ref=f"ff{i}")
+    await runtime.store.apply_reports([StatusReport("sms", "DELIVRD", provider_ref=f"ff{i}")
                                        for i in range(3)], utcnow())
     assert unmatched(runtime, "parked") == 3
     await runtime.store.rematch_unmatched(utcnow() + timedelta(seconds=30))
@@ -79,8 +79,8 @@ async def test_a_receipt_parked_long_after_the_submit_began_is_not_matched(
     await accept(runtime, account, 1)
     mid = (await runtime.store.claim_due_attempts("w", 10, 30, utcnow()))[0].message_id
     submitted = utcnow() - timedelta(seconds=120)  # a window of 60 s
-    await runtime.store.apply_reports([Report("sms", "DELIVRD", provider_ref="7c")], utcnow())
-    await runtime.store.record_send_outcomes("w", [SendOutcome(mid, provider_refs=("7c",))],
+    await runtime.store.apply_reports([StatusReport("sms", "DELIVRD", provider_ref="7c")], utcnow())
+    await runtime.store.record_send_outcomes("w", [SendResult(mid, provider_refs=("7c",))],
                                              {mid: "sms"}, utcnow(), submitted_at=submitted)
     assert await rows(runtime, attempts.c.state, attempts.c.status) == [("sent", None)]
     assert unmatched(runtime, "dropped") == 1

@@ -12,10 +12,11 @@ import pytest
 from sqlalchemy import select
 
 from omnirelay.api.messente import new_omnimessage
+from omnirelay.core.delivery import SendResult, StatusReport
 from omnirelay.core.omnimessage import parse_omnimessage
 from omnirelay.core.timefmt import utcnow
 from omnirelay.runtime import Runtime
-from omnirelay.store.queries import Report, SendOutcome, WebhookResult
+from omnirelay.store.queries import WebhookResult
 from omnirelay.store.tables import attempts, webhooks
 from tests.support import create_account, make_settings
 from tests.templates import premigrate
@@ -81,7 +82,7 @@ async def test_concurrent_report_batches_in_any_order_all_apply(runtime: Runtime
     await accept(runtime, account, 300)
     claimed = await runtime.store.claim_due_attempts("w", 300, 30, utcnow())
     await runtime.store.record_send_outcomes(
-        "w", [SendOutcome(c.message_id) for c in claimed],
+        "w", [SendResult(c.message_id) for c in claimed],
         {c.message_id: "sms" for c in claimed}, utcnow())
     ids = [c.message_id for c in claimed]
 
@@ -89,7 +90,7 @@ async def test_concurrent_report_batches_in_any_order_all_apply(runtime: Runtime
         order = random.sample(ids, len(ids))
         for start in range(0, len(order), 50):
             await runtime.store.apply_reports(
-                [Report("sms", status, message_id=m) for m in order[start:start + 50]], utcnow())
+                [StatusReport("sms", status, message_id=m) for m in order[start:start + 50]], utcnow())
 
     await asyncio.gather(reporter("ACCEPTD"), reporter("DELIVRD"), reporter("ACK"))
     final = {s for _, s in await rows(runtime, attempts.c.id, attempts.c.status)}
@@ -101,9 +102,9 @@ async def test_a_receipt_that_overtakes_its_submit_response_is_matched(runtime: 
     await accept(runtime, account, 1)
     claimed = await runtime.store.claim_due_attempts("w", 10, 30, utcnow())
     mid = claimed[0].message_id
-    await runtime.store.apply_reports([Report("sms", "DELIVRD", provider_ref="0A1B")], utcnow())
+    await runtime.store.apply_reports([StatusReport("sms", "DELIVRD", provider_ref="0A1B")], utcnow())
     assert (await rows(runtime, attempts.c.state))[0][0] == "sending"
-    await runtime.store.record_send_outcomes("w", [SendOutcome(mid, provider_refs=("0A1B",))],
+    await runtime.store.record_send_outcomes("w", [SendResult(mid, provider_refs=("0A1B",))],
                                              {mid: "sms"}, utcnow())
     assert await rows(runtime, attempts.c.state, attempts.c.status) == [("done", "DELIVRD")]
 
@@ -113,7 +114,7 @@ async def test_a_parked_receipt_is_matched_by_the_sweep(runtime: Runtime) -> Non
     account = await create_account(runtime)
     await accept(runtime, account, 1)
     mid = (await runtime.store.claim_due_attempts("w", 10, 30, utcnow()))[0].message_id
-    await runtime.store.record_send_outcomes("w", [SendOutcome(mid, provider_refs=("77",))],
+    await runtime.store.record_send_outcomes("w", [SendResult(mid, provider_refs=("77",))],
                                              {mid: "sms"}, utcnow())
     from omnirelay.store.tables import unmatched_reports
 
@@ -137,10 +138,10 @@ async def test_multipart_status_is_the_combination_of_its_parts(
     await accept(runtime, account, 1)
     mid = (await runtime.store.claim_due_attempts("w", 10, 30, utcnow()))[0].message_id
     await runtime.store.record_send_outcomes(
-        "w", [SendOutcome(mid, provider_refs=("p1", "p2", "p3"), parts_count=3)],
+        "w", [SendResult(mid, provider_refs=("p1", "p2", "p3"), parts_count=3)],
         {mid: "sms"}, utcnow())
     for ref, status in zip(("p1", "p2", "p3"), part_statuses, strict=False):
-        await runtime.store.apply_reports([Report("sms", status, provider_ref=ref)], utcnow())
+        await runtime.store.apply_reports([StatusReport("sms", status, provider_ref=ref)], utcnow())
     assert await rows(runtime, attempts.c.status) == [(expected,)]
 
 
@@ -148,9 +149,9 @@ async def test_reports_of_one_message_are_claimed_one_at_a_time(runtime: Runtime
     account = await create_account(runtime, dlr_url="http://127.0.0.1:9/dlr")
     await accept(runtime, account, 1)
     mid = (await runtime.store.claim_due_attempts("w", 10, 30, utcnow()))[0].message_id
-    await runtime.store.record_send_outcomes("w", [SendOutcome(mid)], {mid: "sms"}, utcnow())
-    await runtime.store.apply_reports([Report("sms", "ACCEPTD", message_id=mid)], utcnow())
-    await runtime.store.apply_reports([Report("sms", "DELIVRD", message_id=mid)], utcnow())
+    await runtime.store.record_send_outcomes("w", [SendResult(mid)], {mid: "sms"}, utcnow())
+    await runtime.store.apply_reports([StatusReport("sms", "ACCEPTD", message_id=mid)], utcnow())
+    await runtime.store.apply_reports([StatusReport("sms", "DELIVRD", message_id=mid)], utcnow())
     first = await runtime.store.claim_webhooks(10, 60, utcnow())
     assert len(first) == 1 and b"ACCEPTD" in first[0].body
     assert await runtime.store.claim_webhooks(10, 60, utcnow()) == []
@@ -189,10 +190,10 @@ async def test_a_report_from_another_channel_is_ignored(runtime: Runtime) -> Non
     account = await create_account(runtime)
     await accept(runtime, account, 1)
     mid = (await runtime.store.claim_due_attempts("w", 10, 30, utcnow()))[0].message_id
-    await runtime.store.record_send_outcomes("w", [SendOutcome(mid)], {mid: "sms"}, utcnow())
-    await runtime.store.apply_reports([Report("whatsapp", "FAILED", message_id=mid)], utcnow())
+    await runtime.store.record_send_outcomes("w", [SendResult(mid)], {mid: "sms"}, utcnow())
+    await runtime.store.apply_reports([StatusReport("whatsapp", "FAILED", message_id=mid)], utcnow())
     assert await rows(runtime, attempts.c.state, attempts.c.status) == [("sent", None)]
-    await runtime.store.apply_reports([Report("sms", "DELIVRD", message_id=mid)], utcnow())
+    await runtime.store.apply_reports([StatusReport("sms", "DELIVRD", message_id=mid)], utcnow())
     assert await rows(runtime, attempts.c.state, attempts.c.status) == [("done", "DELIVRD")]
 
 
@@ -202,8 +203,8 @@ async def test_one_outcome_the_store_refuses_does_not_sink_its_batch(runtime: Ru
     claimed = await runtime.store.claim_due_attempts("w", 10, 30, utcnow())
     ids = sorted(c.message_id for c in claimed)
     bad = ids[2]
-    outcomes = [SendOutcome(m, provider_refs=(f"ref-{m}",)) for m in ids if m != bad]
-    outcomes.append(SendOutcome(bad, status="NOT-A-STATUS", provider_refs=("ref-bad",)))
+    outcomes = [SendResult(m, provider_refs=(f"ref-{m}",)) for m in ids if m != bad]
+    outcomes.append(SendResult(bad, status="NOT-A-STATUS", provider_refs=("ref-bad",)))
     await runtime.store.record_send_outcomes("w", outcomes, {m: "sms" for m in ids}, utcnow())
     states = {mid: (state, status) for mid, state, status
               in await rows(runtime, attempts.c.id, attempts.c.state, attempts.c.status)}
@@ -214,7 +215,7 @@ async def test_one_outcome_the_store_refuses_does_not_sink_its_batch(runtime: Ru
                                                         {"kind": "send_outcome"})
     assert refused == 1
     # the others' receipts still match
-    await runtime.store.apply_reports([Report("sms", "DELIVRD", provider_ref=f"ref-{ids[0]}")],
+    await runtime.store.apply_reports([StatusReport("sms", "DELIVRD", provider_ref=f"ref-{ids[0]}")],
                                       utcnow())
     assert (await rows(runtime, attempts.c.id, attempts.c.status))[0] == (ids[0], "DELIVRD")
 
@@ -225,22 +226,22 @@ async def test_a_reused_upstream_id_belongs_to_the_newest_submission(runtime: Ru
     account = await create_account(runtime)
     await accept(runtime, account, 1)
     old = (await runtime.store.claim_due_attempts("w", 10, 30, utcnow()))[0].message_id
-    await runtime.store.record_send_outcomes("w", [SendOutcome(old, provider_refs=("00A1",))],
+    await runtime.store.record_send_outcomes("w", [SendResult(old, provider_refs=("00A1",))],
                                              {old: "sms"}, utcnow())
     # a receipt for an id nobody holds yet, parked long before the new submission
-    stale = Report("sms", "UNDELIV", provider_ref="00B2", err=1)
+    stale = StatusReport("sms", "UNDELIV", provider_ref="00B2", err=1)
     await runtime.store.apply_reports([stale], utcnow() - timedelta(minutes=5))
     await accept(runtime, account, 1)
     new = (await runtime.store.claim_due_attempts("w", 10, 30, utcnow()))[0].message_id
     submitted = utcnow()
     await runtime.store.record_send_outcomes(
-        "w", [SendOutcome(new, provider_refs=("00A1", "00B2"), parts_count=2)],
+        "w", [SendResult(new, provider_refs=("00A1", "00B2"), parts_count=2)],
         {new: "sms"}, utcnow(), submitted_at=submitted)
     assert await rows(runtime, provider_refs.c.ref, provider_refs.c.attempt_id) == [
         ("00A1", new), ("00B2", new)]
     assert await rows(runtime, unmatched_reports.c.ref) == [], "the stale receipt is dropped"
-    await runtime.store.apply_reports([Report("sms", "DELIVRD", provider_ref="00A1"),
-                                       Report("sms", "DELIVRD", provider_ref="00B2")], utcnow())
+    await runtime.store.apply_reports([StatusReport("sms", "DELIVRD", provider_ref="00A1"),
+                                       StatusReport("sms", "DELIVRD", provider_ref="00B2")], utcnow())
     states = dict((i, (s, st)) for i, s, st in
                   await rows(runtime, attempts.c.id, attempts.c.state, attempts.c.status))
     assert states[new] == ("done", "DELIVRD")
@@ -283,9 +284,9 @@ async def test_upstream_ids_are_purged_once_their_attempt_ended_long_ago(runtime
     done, waiting = sorted(c.message_id for c in
                            await runtime.store.claim_due_attempts("w", 10, 30, utcnow()))
     await runtime.store.record_send_outcomes(
-        "w", [SendOutcome(done, provider_refs=("r1",)), SendOutcome(waiting, provider_refs=("r2",))],
+        "w", [SendResult(done, provider_refs=("r1",)), SendResult(waiting, provider_refs=("r2",))],
         {done: "sms", waiting: "sms"}, utcnow())
-    await runtime.store.apply_reports([Report("sms", "DELIVRD", provider_ref="r1")], utcnow())
+    await runtime.store.apply_reports([StatusReport("sms", "DELIVRD", provider_ref="r1")], utcnow())
     assert await runtime.store.purge_provider_refs(utcnow() - timedelta(hours=1)) == 0
     assert await runtime.store.purge_provider_refs(utcnow() + timedelta(seconds=1)) == 1
     assert await rows(runtime, provider_refs.c.ref) == [("r2",)], "a live attempt keeps its ids"

@@ -8,109 +8,29 @@ configuration only.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from starlette.routing import BaseRoute
 
-from omnirelay.core.statuses import Status
+# The values a channel sends and reports are the delivery vocabulary the engine and the store
+# speak too (core.delivery); re-exported so that channel code finds them beside the protocol.
+from omnirelay.core.delivery import (
+    AwaitingReceipt,
+    InboundFragment,
+    InboundMessage,
+    OutboundMessage,
+    SendResult,
+    StatusReport,
+)
 from omnirelay.supervisor import Supervisor
 
+__all__ = [
+    "CHANNEL_NAMES", "AwaitingReceipt", "Channel", "ChannelSink", "HasConnectors",
+    "HasWebhookRoutes", "InboundFragment", "InboundMessage", "OutboundMessage", "ReceiptLedger",
+    "SendResult", "StatusReport",
+]
+
 CHANNEL_NAMES = ("sms", "viber", "whatsapp", "telegram", "rcs")
-
-
-@dataclass(frozen=True, slots=True)
-class OutboundMessage:
-    """One attempt, ready to send. `content` is the validated channel variant as the API received it
-    (minus `channel`, `sender`, `validity` and `ttl`), e.g. {"text": "hi"} for SMS or
-    {"template": {...}} for WhatsApp."""
-
-    message_id: str
-    omnimessage_id: str
-    account_id: int
-    channel: str
-    to: str
-    sender: str
-    content: dict[str, Any]
-    deadline: datetime | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    """What the upstream said at submit time.
-
-    - accepted with no status: the upstream took it; a receipt will follow (or validity expires).
-    - `status` set: a status known right away (ACK/ACCEPTD as progress, or a terminal one such as
-      REJECTD/FAILED/UNDELIV with its `err`, which ends the attempt and starts the next variant).
-    - `retry_after` set: a transient refusal (throttled, queue full, link down); the engine puts
-      the attempt back in the queue to try again after that many seconds. Nothing was sent.
-    - `provider_refs`: the upstream's ids for the message (one per SMS part), used to match the
-      receipts that come later, possibly on another connection or process.
-    """
-
-    message_id: str
-    status: Status | None = None
-    err: int | None = None
-    error: str | None = None
-    provider_refs: tuple[str, ...] = ()
-    parts_count: int = 1
-    retry_after: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StatusReport:
-    """A status the upstream reported after submit. Identify the attempt by our `message_id` when
-    the upstream echoes it back, otherwise by `provider_ref` (one of the refs from SendResult)."""
-
-    channel: str
-    status: Status
-    message_id: str | None = None
-    provider_ref: str | None = None
-    err: int | None = None
-    error: str | None = None
-    occurred_at: datetime | None = None
-    # which part receipts decide a multi-part message (core.multipart): every, any, first, last
-    parts: str = "every"
-
-
-@dataclass(frozen=True, slots=True)
-class AwaitingReceipt:
-    """An attempt an upstream accepted and has not reported on yet (state `sent`)."""
-
-    message_id: str
-    channel: str
-    to: str
-    sent_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
-class InboundMessage:
-    """A message an end user sent to one of our numbers or bots."""
-
-    channel: str
-    sender: str
-    recipient: str
-    text: str
-    received_at: datetime
-    provider_ref: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class InboundFragment:
-    """One part of a concatenated inbound message. Parts sharing `group_key` (which the channel
-    makes unique per sender, recipient and concatenation reference) are joined in `seq` order
-    (1-based) once all `total` have arrived, or with what arrived when the reassembly times out."""
-
-    channel: str
-    sender: str
-    recipient: str
-    group_key: str
-    total: int
-    seq: int
-    text: str
-    received_at: datetime
 
 
 class ChannelSink(Protocol):

@@ -11,14 +11,15 @@ import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 
-from omnirelay.channels.base import Channel, OutboundMessage, SendResult
+from omnirelay.channels.base import Channel
 from omnirelay.config import EngineSettings
+from omnirelay.core.delivery import OutboundMessage, SendResult
 from omnirelay.core.statuses import Err, Status
 from omnirelay.core.timefmt import utcnow
 from omnirelay.engine.wakeup import ATTEMPTS, Wakeup, wait, wake_for
 from omnirelay.metrics import Metrics
 from omnirelay.store.database import StoreUnavailable
-from omnirelay.store.queries import ClaimedAttempt, SendOutcome, Store
+from omnirelay.store.queries import Store
 
 log = logging.getLogger(__name__)
 
@@ -79,27 +80,23 @@ class Dispatcher:
             return self.settings.poll_interval
         return min(self.settings.poll_interval, max(0.0, (nearest - utcnow()).total_seconds()))
 
-    async def _deliver(self, claimed: list[ClaimedAttempt]) -> None:
-        groups: dict[int, tuple[Channel, list[ClaimedAttempt]]] = {}
+    async def _deliver(self, claimed: list[OutboundMessage]) -> None:
+        groups: dict[int, tuple[Channel, list[OutboundMessage]]] = {}
         for attempt in claimed:
             channel = self.channels[attempt.channel]
             groups.setdefault(id(channel), (channel, []))[1].append(attempt)
         await asyncio.gather(*(self._deliver_group(ch, items) for ch, items in groups.values()))
 
-    async def _deliver_group(self, channel: Channel, items: list[ClaimedAttempt]) -> None:
+    async def _deliver_group(self, channel: Channel, items: list[OutboundMessage]) -> None:
         submitted_at = utcnow()
-        messages = [OutboundMessage(
-            message_id=a.message_id, omnimessage_id=a.omnimessage_id, account_id=a.account_id,
-            channel=a.channel, to=a.to, sender=a.sender, content=a.content, deadline=a.deadline,
-        ) for a in items]
         try:
             with self.metrics.send_seconds.labels(channel.name).time():
-                results = await channel.send(messages)
+                results = await channel.send(items)
         except Exception:
             log.exception("upstream %s failed on a batch of %d; requeued", channel.name,
-                          len(messages))
+                          len(items))
             results = [SendResult(m.message_id, retry_after=UPSTREAM_ERROR_RETRY)
-                       for m in messages]
+                       for m in items]
         outcomes = _outcomes(items, results)
         for attempt, outcome in zip(items, outcomes, strict=True):
             kind = ("retry" if outcome.retry_after is not None
@@ -108,7 +105,7 @@ class Dispatcher:
         channel_of = {a.message_id: a.channel for a in items}
         await self._record(outcomes, channel_of, submitted_at)
 
-    async def _record(self, outcomes: list[SendOutcome], channel_of: dict[str, str],
+    async def _record(self, outcomes: list[SendResult], channel_of: dict[str, str],
                       submitted_at: datetime) -> None:
         """Record what the upstream said; while the database is out of reach, keep trying for as
         long as the lease holds, since these messages have left and must not be sent again."""
@@ -133,20 +130,14 @@ class Dispatcher:
                 pause = min(pause * 2, 5.0)
 
 
-def _outcomes(items: Sequence[ClaimedAttempt], results: Sequence[SendResult]) -> list[SendOutcome]:
+def _outcomes(items: Sequence[OutboundMessage], results: Sequence[SendResult]) -> list[SendResult]:
+    """One result per claimed attempt, in the claim's order; one the upstream left out failed."""
     by_id = {r.message_id: r for r in results}
-    outcomes: list[SendOutcome] = []
+    outcomes: list[SendResult] = []
     for attempt in items:
         result = by_id.get(attempt.message_id)
         if result is None:
             log.error("upstream gave no result for %s; marking it failed", attempt.message_id)
-            outcomes.append(SendOutcome(attempt.message_id, status=Status.FAILED,
-                                        err=Err.TEMPORARY))
-            continue
-        outcomes.append(SendOutcome(
-            message_id=result.message_id,
-            status=result.status.value if result.status is not None else None,
-            err=result.err, error=result.error, provider_refs=result.provider_refs,
-            parts_count=result.parts_count, retry_after=result.retry_after,
-        ))
+            result = SendResult(attempt.message_id, status=Status.FAILED, err=Err.TEMPORARY)
+        outcomes.append(result)
     return outcomes

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
-from omnirelay.channels.base import (
+from omnirelay.core.delivery import (
     AwaitingReceipt,
     InboundFragment,
     InboundMessage,
@@ -14,7 +15,7 @@ from omnirelay.core.reports import WebhookDraft, messente_inbound
 from omnirelay.core.timefmt import utcnow
 from omnirelay.engine.wakeup import WEBHOOKS, Wakeup, wake_for
 from omnirelay.metrics import Metrics
-from omnirelay.store.queries import Account, Fragment, Inbound, Report, Store
+from omnirelay.store.queries import Account, Store
 from omnirelay.supervisor import Supervisor
 
 
@@ -25,7 +26,7 @@ def storable(text: str) -> str:
     return text.replace("\x00", "\ufffd") if "\x00" in text else text
 
 
-def inbound_webhook(message_id: str, message: Inbound, account: Account) -> WebhookDraft | None:
+def inbound_webhook(message_id: str, message: InboundMessage, account: Account) -> WebhookDraft | None:
     if not account.inbound_url:
         return None
     body = messente_inbound(msg_id=message_id, channel=message.channel,
@@ -46,35 +47,34 @@ class EngineSink:
         if not reports:
             return
         now = utcnow()
+        # a report that does not say when it happened happened when it arrived
         effects = await self.store.apply_reports([
-            Report(channel=r.channel, status=r.status, message_id=r.message_id,
-                   provider_ref=r.provider_ref, err=r.err, error=r.error,
-                   occurred_at=r.occurred_at or now, parts=r.parts)
-            for r in reports
+            r if r.occurred_at is not None else replace(r, occurred_at=now) for r in reports
         ], now)
         wake_for(self.wakeup, effects)
         for report in reports:
             self.metrics.statuses.labels(report.channel).inc()
 
     async def awaiting_receipts(self, channels: Sequence[str]) -> list[AwaitingReceipt]:
-        return [AwaitingReceipt(*row) for row in await self.store.sent_attempts(channels)]
+        return await self.store.sent_attempts(channels)
 
     async def receive_inbound(self, messages: Sequence[InboundMessage]) -> None:
         if not messages:
             return
-        await self.store_inbound([Inbound(m.channel, storable(m.sender), storable(m.recipient),
-                                          storable(m.text), m.received_at) for m in messages])
+        await self.store_inbound([replace(m, sender=storable(m.sender),
+                                          recipient=storable(m.recipient), text=storable(m.text))
+                                  for m in messages])
 
     async def receive_fragments(self, fragments: Sequence[InboundFragment]) -> None:
         if not fragments:
             return
         complete = await self.store.add_fragments([
-            Fragment(f.channel, storable(f.sender), storable(f.recipient), storable(f.group_key),
-                     f.total, f.seq, storable(f.text), f.received_at) for f in fragments])
+            replace(f, sender=storable(f.sender), recipient=storable(f.recipient),
+                    group_key=storable(f.group_key), text=storable(f.text)) for f in fragments])
         if complete:
             await self.store_inbound(complete)
 
-    async def store_inbound(self, messages: Sequence[Inbound]) -> None:
+    async def store_inbound(self, messages: Sequence[InboundMessage]) -> None:
         await self.store.store_inbound(messages, inbound_webhook, utcnow())
         self.wakeup.wake(WEBHOOKS)
 

@@ -32,6 +32,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
 from omnirelay.core.addresses import number_keys
+from omnirelay.core.delivery import (
+    AwaitingReceipt,
+    InboundFragment,
+    InboundMessage,
+    OutboundMessage,
+    SendResult,
+    StatusReport,
+)
 from omnirelay.core.destinations import receiver_host
 from omnirelay.core.logthrottle import LogThrottle
 from omnirelay.core.reports import WebhookDraft
@@ -59,14 +67,13 @@ from omnirelay.store.tables import (
 )
 from omnirelay.store.transitions import (
     Effects,
-    Report,
     ReportBuilder,
     StatusWriter,
     enqueue_webhooks,
 )
 from omnirelay.store.writer import Op, Submission, Writer
 
-__all__ = ["Report", "Store"]
+__all__ = ["Store"]
 
 log = logging.getLogger(__name__)
 
@@ -156,26 +163,11 @@ class OmnimessageView:
 
 
 @dataclass(frozen=True, slots=True)
-class ClaimedAttempt:
-    message_id: str
-    omnimessage_id: str
-    account_id: int
-    channel: str
-    to: str
-    sender: str
-    content: dict[str, Any]
-    deadline: datetime | None
-    priority: int
-    due_at: datetime
-    tries: int
-
-
-@dataclass(frozen=True, slots=True)
 class Claim:
     """The claimed attempts to hand to channels, and what ending the blacklisted ones (which
     are not among them) set in motion."""
 
-    attempts: list[ClaimedAttempt]
+    attempts: list[OutboundMessage]
     effects: Effects
 
 
@@ -186,24 +178,11 @@ CREDIT_REFUSED = "Error crediting account: the balance does not cover this messa
 
 
 @dataclass(frozen=True, slots=True)
-class SendOutcome:
-    """What the dispatcher learned from a channel about one claimed attempt."""
-
-    message_id: str
-    status: str | None = None
-    err: int | None = None
-    error: str | None = None
-    provider_refs: tuple[str, ...] = ()
-    parts_count: int = 1
-    retry_after: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
 class OutcomeUnit:
     """A send outcome as the writer takes it: with the channel, the lease holder that may record
     it, and when the channel was handed the attempt."""
 
-    outcome: SendOutcome
+    outcome: SendResult
     channel: str
     owner: str
     submitted_at: datetime | None
@@ -250,27 +229,6 @@ class WebhookResult:
     status: int | None = None  # the receiver's HTTP status, when it answered
 
 
-@dataclass(frozen=True, slots=True)
-class Inbound:
-    channel: str
-    sender: str
-    recipient: str
-    text: str
-    received_at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Fragment:
-    channel: str
-    sender: str
-    recipient: str
-    group_key: str
-    total: int
-    seq: int
-    text: str
-    received_at: datetime
-
-
 # --- the store -----------------------------------------------------------------------------------
 
 class Store:
@@ -293,7 +251,7 @@ class Store:
             Op("accept_keyed", 0, self._accept_keyed))
         self._outcomes_op: Op[OutcomeUnit, datetime, Effects] = Op(
             "send_outcomes", 1, self._record_outcomes, isolated_units=True, combine=Effects.__or__)
-        self._reports_op: Op[Report, datetime, Effects] = Op(
+        self._reports_op: Op[StatusReport, datetime, Effects] = Op(
             "reports", 2, self._apply_reports, isolated_units=True, combine=Effects.__or__)
         self._inbound_op: Op[InboundUnit, datetime, None] = Op(
             "inbound", 3, self._store_inbound, isolated_units=True)
@@ -622,7 +580,7 @@ class Store:
     async def claim_due_attempts(
         self, owner: str, limit: int, lease_seconds: float, now: datetime,
         channels: Sequence[str] | None = None,
-    ) -> list[ClaimedAttempt]:
+    ) -> list[OutboundMessage]:
         """Lease up to `limit` due attempts, highest priority first, then oldest due time."""
         return (await self.claim_due(owner, limit, lease_seconds, now, channels)).attempts
 
@@ -648,7 +606,7 @@ class Store:
         if request.channels is not None:
             statement, params["channels"] = S.claim_due_on_channels, list(request.channels)
         rows = conn.execute(statement, params).all()
-        claimed = [ClaimedAttempt(
+        claimed = [OutboundMessage(
             message_id=r[0], omnimessage_id=r[1], account_id=r[2], channel=r[3], to=r[4],
             sender=r[5], content=r[6] or {}, deadline=r[7], priority=r[8], due_at=r[9],
             tries=r[10],
@@ -673,7 +631,7 @@ class Store:
             return claim
         writer = StatusWriter(conn, self.report_builder, now, self.db.notify, "submit",
                               self.match_window)
-        writer.apply([Report(channel=c.channel, status=Status.FAILED.value,
+        writer.apply([StatusReport(channel=c.channel, status=Status.FAILED,
                              message_id=c.message_id, err=Err.CREDITING,
                              error=CREDIT_REFUSED, occurred_at=now)
                       for c in claim.attempts if c.message_id in refused])
@@ -681,7 +639,7 @@ class Store:
         return Claim([c for c in claim.attempts if c.message_id not in refused],
                      claim.effects | writer.effects)
 
-    def _stop_blacklisted(self, conn: Connection, claimed: list[ClaimedAttempt],
+    def _stop_blacklisted(self, conn: Connection, claimed: list[OutboundMessage],
                           now: datetime) -> Claim:
         """Checked at the claim, the last moment before a channel gets an attempt, so that a
         number blacklisted after its message was accepted (scheduled, or further down a
@@ -697,7 +655,7 @@ class Store:
             return Claim(claimed, Effects())
         writer = StatusWriter(conn, self.report_builder, now, self.db.notify, "blacklist",
                               self.match_window)
-        writer.apply([Report(channel=c.channel, status=Status.REJECTD,
+        writer.apply([StatusReport(channel=c.channel, status=Status.REJECTD,
                              message_id=c.message_id, err=Err.OPERATOR_BLACKLISTED,
                              error=BLACKLISTED, occurred_at=now)
                       for c in claimed if (c.account_id, c.to) in listed])
@@ -705,7 +663,7 @@ class Store:
         return Claim([c for c in claimed if (c.account_id, c.to) not in listed], writer.effects)
 
     async def record_send_outcomes(
-        self, owner: str, outcomes: Sequence[SendOutcome], channel_of: dict[str, str],
+        self, owner: str, outcomes: Sequence[SendResult], channel_of: dict[str, str],
         now: datetime, submitted_at: datetime | None = None,
     ) -> Effects:
         """Apply what the channels said about claimed attempts; committed when this returns.
@@ -731,8 +689,8 @@ class Store:
                 continue
             log.error("attempt %s: recording it without upstream ids failed too (%s); "
                       "marking it FAILED", unit.outcome.message_id, describe(again.refused[0][1]))
-            failed = replace(unit, outcome=SendOutcome(
-                unit.outcome.message_id, status=Status.FAILED.value, err=Err.TEMPORARY,
+            failed = replace(unit, outcome=SendResult(
+                unit.outcome.message_id, status=Status.FAILED, err=Err.TEMPORARY,
                 error="the gateway could not record the upstream's answer"))
             await self.writer.submit(self._outcomes_op, [failed], now)
         return effects
@@ -768,7 +726,7 @@ class Store:
             S.upsert_refs.run(conn, [{"channel": c, "ref": r, "attempt_id": a, "part": p}
                                      for (c, r), (a, p, _) in refs.items()])
         writer.sent([u.outcome.message_id for u in accepted if u.outcome.status is None])
-        writer.apply([Report(channel=u.channel, status=u.outcome.status,
+        writer.apply([StatusReport(channel=u.channel, status=u.outcome.status,
                              message_id=u.outcome.message_id, err=u.outcome.err,
                              error=u.outcome.error, occurred_at=now)
                       for u in accepted if u.outcome.status is not None])
@@ -781,7 +739,7 @@ class Store:
         if self.metrics is not None:
             self.metrics.unit_failures.labels(kind).inc()
 
-    async def apply_reports(self, reports: Sequence[Report], now: datetime) -> Effects:
+    async def apply_reports(self, reports: Sequence[StatusReport], now: datetime) -> Effects:
         """Apply status reports; committed when this returns. A report the database refuses on
         its own is logged and dropped, so an upstream does not redeliver it forever."""
         if not reports:
@@ -806,8 +764,8 @@ class Store:
             self.metrics.unmatched_receipts.labels(min(channels) if channels else "",
                                                    outcome).inc(count)
 
-    def _apply_reports(self, conn: Connection, submissions: Sequence[Submission[Report, datetime]]
-                       ) -> list[Effects]:
+    def _apply_reports(self, conn: Connection,
+                       submissions: Sequence[Submission[StatusReport, datetime]]) -> list[Effects]:
         writer = StatusWriter(conn, self.report_builder, max(s.context for s in submissions),
                               self.db.notify, match_window=self.match_window)
         writer.apply([r for s in submissions for r in s.units])
@@ -825,7 +783,7 @@ class Store:
         ids = list(conn.execute(S.expired_attempts, {"now": now, "limit": submissions[0].units[0]}))
         if ids:
             writer = StatusWriter(conn, self.report_builder, now, self.db.notify, "expiry")
-            writer.apply([Report(channel=c, status=Status.EXPIRED, message_id=i, err=2,
+            writer.apply([StatusReport(channel=c, status=Status.EXPIRED, message_id=i, err=2,
                                  occurred_at=now) for i, c in ids])
             writer.flush()
         return [len(ids)]
@@ -852,15 +810,13 @@ class Store:
 
         return await self.db.write(work)
 
-    async def sent_attempts(self, channels: Sequence[str]
-                            ) -> list[tuple[str, str, str, datetime | None]]:
-        """(id, channel, to, sent_at) of the attempts on `channels` that an upstream accepted
-        and has not reported on yet."""
+    async def sent_attempts(self, channels: Sequence[str]) -> list[AwaitingReceipt]:
+        """The attempts on `channels` that an upstream accepted and has not reported on yet."""
         if not channels:
             return []
 
-        def work(conn: Connection) -> list[tuple[str, str, str, datetime | None]]:
-            return [(r[0], r[1], r[2], r[3]) for r in conn.execute(
+        def work(conn: Connection) -> list[AwaitingReceipt]:
+            return [AwaitingReceipt(r[0], r[1], r[2], r[3]) for r in conn.execute(
                 select(attempts.c.id, attempts.c.channel, attempts.c.to, attempts.c.sent_at)
                 .where(attempts.c.state == "sent", attempts.c.channel.in_(list(channels))))]
 
@@ -1022,8 +978,8 @@ class Store:
     # inbound -------------------------------------------------------------------------------
 
     async def store_inbound(
-        self, messages: Sequence[Inbound], build: Callable[[str, Inbound, Account], WebhookDraft | None],
-        now: datetime,
+        self, messages: Sequence[InboundMessage],
+        build: Callable[[str, InboundMessage, Account], WebhookDraft | None], now: datetime,
     ) -> list[str]:
         """Store inbound messages and queue their webhooks; the account is the one owning the
         recipient number. Returns the new message ids."""
@@ -1089,13 +1045,13 @@ class Store:
                 owners.setdefault(keys[number], account)
         return owners
 
-    async def add_fragments(self, fragments: Sequence[Fragment]) -> list[Inbound]:
+    async def add_fragments(self, fragments: Sequence[InboundFragment]) -> list[InboundMessage]:
         """Keep parts of concatenated messages; return the messages that are now complete."""
-        def work(conn: Connection) -> list[Inbound]:
+        def work(conn: Connection) -> list[InboundMessage]:
             conn.execute(insert(inbound_fragments), [
                 {"group_key": _group_key(f), "total": f.total, "seq": f.seq, "text": f.text,
                  "received_at": f.received_at} for f in fragments])
-            complete: list[Inbound] = []
+            complete: list[InboundMessage] = []
             for fragment in {_group_key(f): f for f in fragments}.values():
                 key = _group_key(fragment)
                 parts = conn.execute(select(inbound_fragments.c.seq, inbound_fragments.c.text)
@@ -1105,21 +1061,21 @@ class Store:
                 if len(by_seq) >= fragment.total:
                     conn.execute(delete(inbound_fragments)
                                  .where(inbound_fragments.c.group_key == key))
-                    complete.append(Inbound(fragment.channel, fragment.sender, fragment.recipient,
-                                            "".join(by_seq[s] for s in sorted(by_seq)),
-                                            fragment.received_at))
+                    complete.append(InboundMessage(
+                        fragment.channel, fragment.sender, fragment.recipient,
+                        "".join(by_seq[s] for s in sorted(by_seq)), fragment.received_at))
             return complete
 
         return await self.db.write(work)
 
-    async def take_stale_fragments(self, before: datetime) -> list[Inbound]:
+    async def take_stale_fragments(self, before: datetime) -> list[InboundMessage]:
         """Groups whose siblings never came: joined from what arrived, rather than lost."""
-        def work(conn: Connection) -> list[Inbound]:
+        def work(conn: Connection) -> list[InboundMessage]:
             keys = list(conn.execute(select(inbound_fragments.c.group_key)
                                      .group_by(inbound_fragments.c.group_key)
                                      .having(func.max(inbound_fragments.c.received_at) < before))
                         .scalars())
-            messages: list[Inbound] = []
+            messages: list[InboundMessage] = []
             for key in keys:
                 parts = conn.execute(select(inbound_fragments.c.seq, inbound_fragments.c.text,
                                             inbound_fragments.c.received_at)
@@ -1127,8 +1083,8 @@ class Store:
                                      .order_by(inbound_fragments.c.seq)).all()
                 conn.execute(delete(inbound_fragments).where(inbound_fragments.c.group_key == key))
                 channel, sender, recipient = json.loads(key)[:3]
-                messages.append(Inbound(channel, sender, recipient,
-                                        "".join(p[1] for p in parts), parts[0][2]))
+                messages.append(InboundMessage(channel, sender, recipient,
+                                               "".join(p[1] for p in parts), parts[0][2]))
             return messages
 
         return await self.db.write(work)
@@ -1194,6 +1150,6 @@ def _content_hash(content: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _group_key(fragment: Fragment) -> str:
+def _group_key(fragment: InboundFragment) -> str:
     return json.dumps([fragment.channel, fragment.sender, fragment.recipient, fragment.group_key,
                        fragment.total])

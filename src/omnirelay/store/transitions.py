@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from omnirelay.core import multipart
+from omnirelay.core.delivery import StatusReport
 from omnirelay.core.fallback import Next, apply_status
 from omnirelay.core.reports import ReportContext, WebhookDraft
 from omnirelay.core.statuses import Status
@@ -50,21 +51,6 @@ class Effects:
         up the submissions' results counts each receipt once."""
         rest = replace(self, parked=0, dropped=0, parked_ref="")
         return [self] + [rest] * (count - 1)
-
-
-@dataclass(frozen=True, slots=True)
-class Report:
-    """A status for an attempt, found by our message_id or by the upstream's ref."""
-
-    channel: str
-    status: str
-    message_id: str | None = None
-    provider_ref: str | None = None
-    err: int | None = None
-    error: str | None = None
-    occurred_at: datetime | None = None
-    # which part receipts decide a multi-part message: every, any, first or last (core.multipart)
-    parts: str = "every"
 
 
 def _attempt_rows(conn: Connection, statement: Any, ids: Sequence[str]
@@ -102,7 +88,7 @@ class StatusWriter:
 
     # collecting ---------------------------------------------------------------------------
 
-    def apply(self, reports: Sequence[Report]) -> None:
+    def apply(self, reports: Sequence[StatusReport]) -> None:
         if not reports:
             return
         resolved = [r for r in reports if r.message_id is not None]
@@ -156,11 +142,12 @@ class StatusWriter:
             log.info("dropped a %s receipt for %s parked at %s: its ref's new holder began "
                      "submitting at %s, so it cannot be that message's", row["channel"],
                      row["ref"], row["created_at"], start)
-        self.apply([Report(channel=r["channel"], status=r["status"], provider_ref=r["ref"],
-                           err=r["err"], error=r["error"], occurred_at=r["occurred_at"])
+        self.apply([StatusReport(channel=r["channel"], status=r["status"],
+                                 provider_ref=r["ref"], err=r["err"], error=r["error"],
+                                 occurred_at=r["occurred_at"])
                     for r in kept])
 
-    def _resolve_refs(self, reports: list[Report]) -> list[Report]:
+    def _resolve_refs(self, reports: list[StatusReport]) -> list[StatusReport]:
         """Map upstream refs to attempts, park what cannot be matched yet, and combine the parts
         of multi-part messages into one status per attempt."""
         keys = {(r.channel, r.provider_ref) for r in reports}
@@ -168,7 +155,8 @@ class StatusWriter:
             S.refs_for_keys, {"keys": list(keys)}).all()}
         parked: list[dict[str, Any]] = []
         part_updates: list[dict[str, Any]] = []
-        last: dict[str, list[tuple[Report, int]]] = {}  # attempt -> its reports, with their part
+        # attempt -> its reports, with their part
+        last: dict[str, list[tuple[StatusReport, int]]] = {}
         for report in reports:
             key = (report.channel, report.provider_ref or "")
             if key not in found:
@@ -190,26 +178,26 @@ class StatusWriter:
         parts: dict[str, list[Status | None]] = {}
         for attempt_id, status in self.conn.execute(S.part_statuses, {"ids": list(last)}):
             parts.setdefault(attempt_id, []).append(Status(status) if status else None)
-        resolved: list[Report] = []
+        resolved: list[StatusReport] = []
         for attempt_id, candidates in last.items():
             statuses = parts.get(attempt_id, [])
             # the newest, unless an earlier one is for the part that decides (first/last)
             report, part = next((c for c in reversed(candidates) if multipart.decides(
                 c[0].parts, c[1], len(statuses))), candidates[-1])
             if len(statuses) <= 1:
-                resolved.append(Report(report.channel, report.status, attempt_id, None,
-                                       report.err, report.error, report.occurred_at))
+                resolved.append(StatusReport(report.channel, report.status, attempt_id, None,
+                                             report.err, report.error, report.occurred_at))
                 continue
             combined = multipart.message_status(report.parts, part, Status(report.status),
                                                 statuses)
             if combined is not None:
                 own = Status(report.status) == combined
-                resolved.append(Report(report.channel, combined, attempt_id, None,
-                                       report.err if own else None,
-                                       report.error if own else None, report.occurred_at))
+                resolved.append(StatusReport(report.channel, combined, attempt_id, None,
+                                             report.err if own else None,
+                                             report.error if own else None, report.occurred_at))
         return resolved
 
-    def _transition(self, row: dict[str, Any], report: Report) -> None:
+    def _transition(self, row: dict[str, Any], report: StatusReport) -> None:
         current = Status(row["status"]) if row["status"] else None
         outcome = apply_status(row["state"], current, Status(report.status), report.err,
                                report.error)
