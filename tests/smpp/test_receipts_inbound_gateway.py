@@ -117,7 +117,7 @@ def rows(live: LiveServer, *columns: Any) -> list[tuple[Any, ...]]:
 def test_receipts_nobody_sent_are_counted_expire_and_never_reach_a_later_message(
         database_url: str, running: list[Any], receiver: WebhookReceiver,
         caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="omnirelay.store.queries")
+    caplog.set_level(logging.WARNING, logger="omnirelay.store.dispatch")
     simulator = start(running, Simulator(id_start=500))
     gateway = start(running, gateway_with(
         database_url, simulator, engine={"receipt_match_window": 1.0, "heartbeat_seconds": 1.0}))
@@ -190,7 +190,7 @@ def test_ucs2_receipts_are_read_and_unreadable_ones_logged_raw(
 def test_inbound_with_ton_0_is_normalised_and_reaches_its_owner(
         database_url: str, running: list[Any], receiver: WebhookReceiver,
         caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="omnirelay.store.queries")
+    caplog.set_level(logging.WARNING, logger="omnirelay.store.inbound")
     simulator = start(running, Simulator())
     gateway = start(running, gateway_with(database_url, simulator))
     account = gateway.call(create_account(gateway.runtime, inbound_url=receiver.url + "/inbound"))

@@ -4,7 +4,8 @@ Building a Core statement and its cache key is most of its cost when it is rebui
 (the claim's UPDATE ... RETURNING: 774 µs built each call, 81 µs prebuilt, on this machine), so the
 statements the engine runs per batch are built here with `bindparam` for every value, lists as
 expanding parameters, and run as they are. Statements that run rarely (accounts, admin, reads for
-the API) stay beside their code in `queries.py`, where they read better.
+the API) stay beside their code in the store's aggregates (store.accounts, store.dispatch, ...),
+where they read better.
 """
 
 from __future__ import annotations

@@ -32,7 +32,8 @@ from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection
 
-from omnirelay.store.database import Database, unavailable
+from omnirelay.metrics import Metrics
+from omnirelay.store.database import Database, describe, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,15 @@ R = TypeVar("R")
 C = TypeVar("C")
 
 MAX_BATCH_UNITS = 5000
+
+
+def log_refused(logger: logging.Logger, metrics: Metrics | None, kind: str, what: str,
+                error: Exception, rule: str) -> None:
+    """A unit the database refused on its own (`Written.refused`): said, with the rule its caller
+    resolves it by, and counted by kind."""
+    logger.error("the database refused %s (%s); %s", what, describe(error), rule)
+    if metrics is not None:
+        metrics.unit_failures.labels(kind).inc()
 
 
 @dataclass(frozen=True, slots=True)

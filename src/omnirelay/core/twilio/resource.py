@@ -139,7 +139,7 @@ def message_status(state: str, status: str | None, err: int | None, *, was_sent:
 
 
 class AttemptFacts(Protocol):
-    """What the resource needs of the attempt (store.queries.AttemptView has it)."""
+    """What the resource needs of the attempt (store.omnimessages.AttemptView has it)."""
 
     @property
     def sender(self) -> str: ...
@@ -164,7 +164,7 @@ class AttemptFacts(Protocol):
 
 
 class MessageFacts(Protocol):
-    """What the resource needs of the omnimessage (store.queries.OmnimessageView has it)."""
+    """What the resource needs of the omnimessage (store.omnimessages.OmnimessageView has it)."""
 
     @property
     def id(self) -> str: ...
