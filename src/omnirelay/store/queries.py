@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
+from omnirelay.core.accept import NewOmnimessage, deadline, first_due
 from omnirelay.core.addresses import number_keys
 from omnirelay.core.destinations import receiver_host
 from omnirelay.core.logthrottle import LogThrottle
@@ -93,30 +94,6 @@ class Account:
 
     def __repr__(self) -> str:  # never print secrets, not even in a traceback
         return f"Account(id={self.id}, name={self.name!r})"
-
-
-@dataclass(frozen=True, slots=True)
-class NewAttempt:
-    message_id: str
-    seq: int
-    channel: str
-    sender: str
-    content: dict[str, Any]
-    validity_seconds: int
-
-
-@dataclass(frozen=True, slots=True)
-class NewOmnimessage:
-    id: str
-    account_id: int
-    surface: str
-    to: str
-    priority: int
-    time_to_send: datetime | None
-    dlr_url: str | None
-    text_store: str
-    attempts: tuple[NewAttempt, ...]
-    extra: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -480,7 +457,7 @@ class Store:
                     "text_store": item.text_store, "variants": len(item.attempts),
                     "extra": item.extra, "created_at": now, "updated_at": now,
                 })
-                start = item.time_to_send if item.time_to_send and item.time_to_send > now else now
+                start = first_due(item.time_to_send, now)
                 for attempt in item.attempts:
                     first = attempt.seq == 0
                     attempt_rows.append({
@@ -493,8 +470,7 @@ class Store:
                         "validity_seconds": attempt.validity_seconds,
                         "state": "due" if first else "waiting", "priority": item.priority,
                         "due_at": start if first else None,
-                        "deadline": start + timedelta(seconds=attempt.validity_seconds)
-                        if first else None,
+                        "deadline": deadline(start, attempt.validity_seconds) if first else None,
                         "updated_at": now,
                     })
         S.insert_omnimessages.run(conn, message_rows)
