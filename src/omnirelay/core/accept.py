@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Protocol
 
 from omnirelay.core import validation as v
@@ -104,16 +104,6 @@ def twilio_omnimessage(account: Sender, request: CreateRequest) -> NewOmnimessag
             "num_segments": segments,
         },
     )
-
-
-def first_due(time_to_send: datetime | None, now: datetime) -> datetime:
-    """When the first attempt becomes due: at once, or at its scheduled time if that is ahead."""
-    return time_to_send if time_to_send is not None and time_to_send > now else now
-
-
-def deadline(start: datetime, validity_seconds: int) -> datetime:
-    """When an attempt started at `start` expires if no final status has come."""
-    return start + timedelta(seconds=validity_seconds)
 
 
 def _with_replacements(channel: str, content: dict[str, Any],

@@ -31,11 +31,12 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
-from omnirelay.core.accept import NewOmnimessage, deadline, first_due
+from omnirelay.core.accept import NewOmnimessage
 from omnirelay.core.addresses import number_keys
 from omnirelay.core.destinations import receiver_host
 from omnirelay.core.logthrottle import LogThrottle
 from omnirelay.core.reports import WebhookDraft
+from omnirelay.core.schedule import deadline, first_due
 from omnirelay.core.secrets import SecretBox
 from omnirelay.core.statuses import FAILURE, Err, Status
 from omnirelay.metrics import Metrics
