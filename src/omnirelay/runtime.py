@@ -20,6 +20,7 @@ from omnirelay.accounts import AccountCache
 from omnirelay.channels.base import Channel, HasConnectors
 from omnirelay.channels.sandbox import SandboxChannel
 from omnirelay.config import CHANNELS, Settings
+from omnirelay.core.accept import NewOmnimessage
 from omnirelay.core.reports import ReportContext, WebhookDraft, messente_dlr
 from omnirelay.core.secrets import SecretBox
 from omnirelay.core.timefmt import utcnow
@@ -36,7 +37,7 @@ from omnirelay.ratelimits import AcceptLimiter
 from omnirelay.store import migrate
 from omnirelay.store.database import Database, StoreUnavailable
 from omnirelay.store.idempotency import KeyRecord
-from omnirelay.store.queries import NewOmnimessage, Store
+from omnirelay.store.queries import Store
 from omnirelay.store.retention import Retention
 from omnirelay.supervisor import Supervisor
 

@@ -25,10 +25,11 @@ from omnirelay.channels.whatsapp import WhatsAppCloudChannel
 from omnirelay.channels.whatsapp_templates import CloudTemplates, PageLink
 from omnirelay.core import validation as v
 from omnirelay.core import whatsapp_templates as wt
+from omnirelay.core.accept import NewOmnimessage
 from omnirelay.core.timefmt import utcnow
 from omnirelay.core.whatsapp_templates import TemplateError
 from omnirelay.store.database import Database
-from omnirelay.store.queries import Account, NewOmnimessage
+from omnirelay.store.queries import Account
 from omnirelay.store.whatsapp_templates import TemplateStore
 
 SANDBOX_CACHE_SECONDS = 5.0

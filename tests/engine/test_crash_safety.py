@@ -12,8 +12,8 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, func, select
 
-from omnirelay.api.messente import new_omnimessage
 from omnirelay.config import load_settings
+from omnirelay.core.accept import messente_omnimessage
 from omnirelay.core.omnimessage import parse_omnimessage
 from omnirelay.runtime import Runtime
 from omnirelay.store.database import sqlalchemy_url
@@ -132,8 +132,9 @@ def test_two_workers_share_a_backlog_and_recover_a_killed_ones_leases(
     async def backlog() -> int:
         found = await runtime.store.account_by_username(auth[0])
         assert found is not None
-        items = [new_omnimessage(runtime, found, parse_omnimessage(
-            {"to": TO, "messages": [{"channel": "sms", "text": f"m{i}"}]})) for i in range(400)]
+        items = [messente_omnimessage(found, parse_omnimessage(
+            {"to": TO, "messages": [{"channel": "sms", "text": f"m{i}"}]}),
+            runtime.settings.engine) for i in range(400)]
         await runtime.accept(items)
         return len(items)
 

@@ -207,15 +207,17 @@ async def test_high_priority_goes_out_before_a_low_priority_backlog(database_url
     runtime = Runtime(settings, factories={"sandbox": factory})
     runtime.migrate()
     try:
-        from omnirelay.api.messente import new_omnimessage
+        from omnirelay.core.accept import messente_omnimessage
         from omnirelay.core.omnimessage import parse_omnimessage
 
         account = await create_account(runtime)
-        low = [new_omnimessage(runtime, account, parse_omnimessage(
-            {"to": TO, "priority": "low", "messages": [{"channel": "sms", "text": "ad"}]}))
+        low = [messente_omnimessage(account, parse_omnimessage(
+            {"to": TO, "priority": "low", "messages": [{"channel": "sms", "text": "ad"}]}),
+            runtime.settings.engine)
             for _ in range(100)]
-        high = [new_omnimessage(runtime, account, parse_omnimessage(
-            {"to": TO, "priority": "high", "messages": [{"channel": "sms", "text": "otp"}]}))
+        high = [messente_omnimessage(account, parse_omnimessage(
+            {"to": TO, "priority": "high", "messages": [{"channel": "sms", "text": "otp"}]}),
+            runtime.settings.engine)
             for _ in range(10)]
         await runtime.accept(low)
         await runtime.accept(high)  # accepted last, with the low backlog already waiting

@@ -214,13 +214,14 @@ def test_lease_recovery_says_whose_leases_and_why(
                               runtime.wakeup)
 
     async def scenario() -> None:
-        from omnirelay.store.queries import NewAttempt, NewOmnimessage
+        from omnirelay.core.accept import NewOmnimessage
+        from omnirelay.core.omnimessage import PlannedAttempt
 
         await runtime.store.insert_omnimessages([NewOmnimessage(
             id=f"00000000-0000-0000-0000-00000000000{i}", account_id=account.id,
             surface="messente", to=TO, priority=1, time_to_send=utcnow() + timedelta(days=1),
             dlr_url=None, text_store="plaintext",
-            attempts=(NewAttempt(f"10000000-0000-0000-0000-00000000000{i}", 0, "sms", "Acme",
+            attempts=(PlannedAttempt(f"10000000-0000-0000-0000-00000000000{i}", 0, "sms", "Acme",
                                  {"text": "hi"}, 3600),)) for i in range(2)], utcnow())
         later = utcnow() + timedelta(days=1, seconds=1)
         # A lease that ended a day ago, held by a worker that still beats.

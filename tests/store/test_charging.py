@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from omnirelay.core.accept import NewOmnimessage
 from omnirelay.core.delivery import OutboundMessage
+from omnirelay.core.omnimessage import PlannedAttempt
 from omnirelay.core.pricing import parse_csv
 from omnirelay.core.timefmt import utcnow
 from omnirelay.runtime import Runtime
 from omnirelay.store.pricing import Pricing
-from omnirelay.store.queries import NewAttempt, NewOmnimessage, Store
+from omnirelay.store.queries import Store
 from tests.support import create_account, make_settings
 from tests.templates import premigrate
 
@@ -39,7 +41,7 @@ def message(account_id: int, n: int) -> NewOmnimessage:
     return NewOmnimessage(
         id=str(uuid.uuid4()), account_id=account_id, surface="messente", to="+37255512345",
         priority=1, time_to_send=None, dlr_url=None, text_store="plaintext",
-        attempts=(NewAttempt(str(uuid.uuid4()), 0, "sms", "Shop", {"text": f"m{n}"}, 3600),))
+        attempts=(PlannedAttempt(str(uuid.uuid4()), 0, "sms", "Shop", {"text": f"m{n}"}, 3600),))
 
 
 async def drain(store: Store, owner: str) -> list[OutboundMessage]:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from omnirelay.api.messente import new_omnimessage
+from omnirelay.core.accept import messente_omnimessage
 from omnirelay.core.delivery import SendResult, StatusReport
 from omnirelay.core.omnimessage import parse_omnimessage
 from omnirelay.core.timefmt import utcnow
@@ -34,8 +34,9 @@ async def runtime(database_url: str) -> AsyncIterator[Runtime]:
 
 
 async def accept(runtime: Runtime, account: Any, count: int, **fields: Any) -> list[Any]:
-    messages = [new_omnimessage(runtime, account, parse_omnimessage(
-        {"to": TO, "messages": [{"channel": "sms", "text": f"m{i}"}], **fields}))
+    messages = [messente_omnimessage(account, parse_omnimessage(
+        {"to": TO, "messages": [{"channel": "sms", "text": f"m{i}"}], **fields}),
+        runtime.settings.engine)
         for i in range(count)]
     await runtime.accept(messages)
     return messages
@@ -253,7 +254,8 @@ async def test_a_batch_of_accepts_survives_one_the_store_refuses(runtime: Runtim
     past year 9999) fails that request only."""
     from datetime import datetime
 
-    from omnirelay.store.queries import NewAttempt, NewOmnimessage
+    from omnirelay.core.accept import NewOmnimessage
+    from omnirelay.core.omnimessage import PlannedAttempt
     from omnirelay.store.tables import omnimessages
 
     good_account = await create_account(runtime, "good")
@@ -264,7 +266,7 @@ async def test_a_batch_of_accepts_survives_one_the_store_refuses(runtime: Runtim
                             surface="messente", to=TO, priority=1,
                             time_to_send=datetime(9999, 12, 31, 23, 59, 59), dlr_url=None,
                             text_store="plaintext",
-                            attempts=(NewAttempt("99999999-9999-4999-8999-999999999998", 0,
+                            attempts=(PlannedAttempt("99999999-9999-4999-8999-999999999998", 0,
                                                  "sms", "Acme", {"text": "x"}, 21600),))
     results = await asyncio.gather(
         *(accept(runtime, good_account, 1) for _ in range(20)), runtime.accept([poison]),
@@ -298,7 +300,8 @@ async def test_rows_written_through_the_driver_read_back_as_sqlalchemy_writes_th
     they store must read back exactly as SQLAlchemy's own types would have stored it."""
     from datetime import datetime
 
-    from omnirelay.store.queries import NewAttempt, NewOmnimessage
+    from omnirelay.core.accept import NewOmnimessage
+    from omnirelay.core.omnimessage import PlannedAttempt
     from omnirelay.store.tables import omnimessages
 
     account = await create_account(runtime)
@@ -308,7 +311,7 @@ async def test_rows_written_through_the_driver_read_back_as_sqlalchemy_writes_th
     await runtime.store.insert_omnimessages([NewOmnimessage(
         id="aaaaaaaa-0000-4000-8000-000000000001", account_id=account.id, surface="messente",
         to=TO, priority=1, time_to_send=later, dlr_url=None, text_store="plaintext",
-        attempts=(NewAttempt("aaaaaaaa-0000-4000-8000-000000000002", 0, "sms", "Acme", content,
+        attempts=(PlannedAttempt("aaaaaaaa-0000-4000-8000-000000000002", 0, "sms", "Acme", content,
                              60),), extra=None)], now)
     (row,) = await rows(runtime, attempts.c.id, attempts.c.content, attempts.c.due_at,
                         attempts.c.deadline, attempts.c.updated_at)

@@ -19,11 +19,11 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from omnirelay.core.accept import NewOmnimessage
 from omnirelay.core.idempotency import HEADER, MAX_LENGTH, key_problem
 from omnirelay.idempotency import Claim
 from omnirelay.runtime import Runtime
 from omnirelay.store.idempotency import Remembered
-from omnirelay.store.queries import NewOmnimessage
 
 REPLAYED = "Idempotent-Replayed"
 # The header as /openapi.json shows it on each create (whose 422 documents a reused key).

@@ -31,21 +31,16 @@ from omnirelay.api.openapi import (
 from omnirelay.api.ratelimited import messente_rate_limited
 from omnirelay.api.requests import BodyError, read_json
 from omnirelay.api.routing import LeanRoute, Routes
+from omnirelay.core.accept import NewOmnimessage, messente_omnimessage
 from omnirelay.core.idempotency import HEADER, MESSENTE_BULK, MESSENTE_SEND, json_fingerprint
-from omnirelay.core.omnimessage import (
-    OmnimessageRequest,
-    check_sms_fits,
-    parse_omnimessage,
-    plan_attempts,
-    use_replacement_table,
-)
+from omnirelay.core.omnimessage import parse_omnimessage
 from omnirelay.core.pricing import price_info
 from omnirelay.core.statuses import Err, Status
 from omnirelay.core.timefmt import messente_timestamp
 from omnirelay.core.validation import RequestError
 from omnirelay.logs import ACCOUNT_KEY
 from omnirelay.runtime import Runtime
-from omnirelay.store.queries import Account, AttemptView, NewAttempt, NewOmnimessage
+from omnirelay.store.queries import Account, AttemptView
 
 MAX_BULK = 1000
 SHOWN_STATES = frozenset({"due", "sending", "sent", "done"})
@@ -231,21 +226,6 @@ async def account_of(request: Request) -> Account | None:
     return account
 
 
-def new_omnimessage(runtime: Runtime, account: Account, parsed: OmnimessageRequest,
-                    path: str = "") -> NewOmnimessage:
-    use_replacement_table(parsed, account.replacements)
-    check_sms_fits(parsed, runtime.settings.engine.max_sms_parts, path)
-    planned = plan_attempts(parsed, default_sender=account.default_sender,
-                            default_validity_seconds=runtime.settings.engine.default_validity_seconds)
-    return NewOmnimessage(
-        id=str(uuid.uuid4()), account_id=account.id, surface="messente", to=parsed.to,
-        priority=parsed.priority, time_to_send=parsed.time_to_send, dlr_url=parsed.dlr_url,
-        text_store=parsed.text_store,
-        attempts=tuple(NewAttempt(p.message_id, p.seq, p.channel, p.sender, p.content,
-                                  p.validity_seconds) for p in planned),
-    )
-
-
 async def check_templates(request: Request, account: Account, message: NewOmnimessage,
                           path: str = "") -> None:
     """Refuses (RequestError) a WhatsApp template the provider knows not to exist
@@ -304,7 +284,8 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
 
         async def build() -> Created | Response:
             try:
-                message = new_omnimessage(runtime, account, parse_omnimessage(body))
+                message = messente_omnimessage(account, parse_omnimessage(body),
+                                               runtime.settings.engine)
                 await check_templates(request, account, message)
             except RequestError as exc:
                 return error_response(exc.code, exc.detail, exc.source)
@@ -347,8 +328,8 @@ def build_routes(prefix: str = "", *, include_in_schema: bool = True) -> list[Le
             for index, item in enumerate(items):
                 try:
                     path = f"messages[{index}]"
-                    message = new_omnimessage(runtime, account, parse_omnimessage(item, path),
-                                              path)
+                    message = messente_omnimessage(account, parse_omnimessage(item, path),
+                                                   runtime.settings.engine, path)
                     await check_templates(request, account, message, path)
                 except RequestError as exc:
                     results.append({"errors": [error_item(exc.code, exc.detail, exc.source)]})

@@ -9,7 +9,6 @@ Starlette routes (api/routing.py).
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,13 +28,11 @@ from omnirelay.api.openapi import answer as documented
 from omnirelay.api.ratelimited import twilio_rate_limited
 from omnirelay.api.requests import BodyError, read_body
 from omnirelay.api.routing import LeanRoute, Routes
+from omnirelay.core.accept import NewOmnimessage, twilio_omnimessage
 from omnirelay.core.idempotency import HEADER, TWILIO_CREATE, form_fingerprint
-from omnirelay.core.omnimessage import PRIORITIES
-from omnirelay.core.sms import content_options, count_segments
 from omnirelay.core.timefmt import utcnow
 from omnirelay.core.twilio.callbacks import KIND, sign_status_callback, status_callbacks
 from omnirelay.core.twilio.create import (
-    CreateRequest,
     Form,
     ScheduleWindow,
     first,
@@ -60,7 +57,7 @@ from omnirelay.core.twilio.resource import (
 )
 from omnirelay.logs import ACCOUNT_KEY
 from omnirelay.runtime import Runtime
-from omnirelay.store.queries import Account, AttemptView, NewAttempt, NewOmnimessage, OmnimessageView
+from omnirelay.store.queries import Account, AttemptView, OmnimessageView
 
 SURFACE = "twilio"
 MESSAGES = PREFIX + "/Accounts/{account_sid}/Messages.json"
@@ -308,31 +305,6 @@ async def load(ctx: Context, request: Request, sid: str) -> OmnimessageView:
     return view
 
 
-def new_omnimessage(account: Account, parsed: CreateRequest) -> NewOmnimessage:
-    omnimessage_id = str(uuid.uuid4())
-    content: dict[str, Any] = {"text": parsed.body, "autoconvert": parsed.autoconvert}
-    segments = parsed.segments
-    if parsed.autoconvert != "off" and account.replacements is not None:
-        # SmartEncoded applies the account's table, which can change the segment count.
-        content["replacements"] = dict(account.replacements)
-        segments = count_segments(parsed.body, **content_options(content))
-    return NewOmnimessage(
-        id=omnimessage_id, account_id=account.id, surface=SURFACE, to=parsed.to,
-        priority=PRIORITIES["regular"], time_to_send=parsed.send_at, dlr_url=None,
-        # nostore forgets the body once the message has its outcome.
-        text_store="nostore" if parsed.discard_content else "plaintext",
-        attempts=(NewAttempt(str(uuid.uuid4()), 0, "sms", parsed.from_, content,
-                             parsed.validity_seconds),),
-        extra={
-            "from": parsed.from_,
-            "status_callback": parsed.status_callback,
-            # The callbacks are built inside the store's transaction, from stored facts only.
-            "account_sid": account.twilio_account_sid,
-            "num_segments": segments,
-        },
-    )
-
-
 def accepted_view(message: NewOmnimessage, now: datetime) -> OmnimessageView:
     """The resource of a message just accepted, without reading it back."""
     attempt = message.attempts[0]
@@ -364,7 +336,7 @@ def build_routes(window: ScheduleWindow) -> list[LeanRoute]:
 
             async def build() -> Created | Response:
                 now = utcnow()
-                message = new_omnimessage(ctx.account, parse_create(form, now=now, window=window))
+                message = twilio_omnimessage(ctx.account, parse_create(form, now=now, window=window))
                 if (wait := await ctx.runtime.limits.admit(ctx.account, 1)) is not None:
                     return twilio_rate_limited(wait)
                 return Created([message], 201, orjson.dumps(message_resource(

@@ -25,17 +25,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from omnirelay.api.account_api import legacy_account, text
-from omnirelay.api.messente import is_omnimessage_id, new_omnimessage, runtime_of
+from omnirelay.api.messente import is_omnimessage_id, runtime_of
 from omnirelay.api.openapi import legacy, query_parameter, text_answer
 from omnirelay.api.requests import BodyError, read_body
 from omnirelay.api.routing import LeanRoute, Routes
 from omnirelay.core import verification as rules
+from omnirelay.core.accept import NewOmnimessage, messente_omnimessage
 from omnirelay.core.omnimessage import OmnimessageRequest, Variant, parse_phone_number
 from omnirelay.core.timefmt import utcnow
 from omnirelay.core.validation import RequestError
 from omnirelay.runtime import Runtime
 from omnirelay.store.database import StoreUnavailable
-from omnirelay.store.queries import Account, NewOmnimessage
+from omnirelay.store.queries import Account
 from omnirelay.store.verification import NewVerification, Verifications
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ class NumberVerification:
         request = OmnimessageRequest(
             to=destination, variants=(sms,),
             time_to_send=now + timedelta(seconds=offset) if offset else None)
-        return new_omnimessage(self.runtime, account, request)
+        return messente_omnimessage(account, request, self.runtime.settings.engine)
 
     async def check(self, account: Account, params: Mapping[str, str]) -> str:
         verification_id, pin = params.get("verification_id"), params.get("pin")

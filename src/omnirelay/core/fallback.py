@@ -6,9 +6,12 @@ The store applies the answer inside the transaction that read the attempt.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 
+from omnirelay.core.schedule import deadline
 from omnirelay.core.statuses import FAILURE, SUCCESS, Err, Status, error_text
 
 
@@ -73,4 +76,15 @@ def combine_parts(part_statuses: list[Status | None]) -> Status | None:
             return status
     if part_statuses and all(s is not None and s in SUCCESS for s in part_statuses):
         return Status.SEEN if all(s == Status.SEEN for s in part_statuses) else Status.DELIVRD
+    return None
+
+
+def next_variant(waiting: Iterable[tuple[str, int, int]], failed_seq: int, now: datetime
+                 ) -> tuple[str, datetime] | None:
+    """The variant that starts when the one at `failed_seq` fails, and its deadline: the first
+    later variant still waiting, given as (attempt id, seq, validity seconds) in send order.
+    None ends the chain."""
+    for attempt_id, seq, validity_seconds in waiting:
+        if seq > failed_seq:
+            return attempt_id, deadline(now, validity_seconds)
     return None

@@ -8,8 +8,7 @@ union of Messente's spec 2.0.0 (Telegram) and 2.1.0 (RCS, Viber template and car
 from __future__ import annotations
 
 import functools
-import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,7 +17,6 @@ import phonenumbers
 
 from omnirelay.core import senders
 from omnirelay.core import validation as v
-from omnirelay.core.sms import content_options, count_segments
 from omnirelay.core.timefmt import EARLIEST, LATEST, parse_iso8601
 
 PRIORITIES = {"high": 0, "regular": 1, "low": 2}
@@ -58,6 +56,7 @@ class PlannedAttempt:
     sender: str
     content: dict[str, Any]
     validity_seconds: int
+    parts_count: int | None = None  # an SMS's parts, counted once at accept (core.accept)
 
 
 def parse_omnimessage(body: Any, path: str = "") -> OmnimessageRequest:
@@ -130,46 +129,6 @@ def _valid_e164(compact: str) -> str | None:
     if not phonenumbers.is_valid_number(number):
         return None
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-
-
-def use_replacement_table(request: OmnimessageRequest, table: Mapping[str, str] | None) -> None:
-    """Carry the account's replacement table into each SMS variant that converts, so that every
-    later step (part count, sending) converts the text the same way."""
-    if table is None:
-        return
-    for variant in request.variants:
-        if variant.channel == "sms" and variant.content.get("autoconvert", "on") != "off":
-            variant.content["replacements"] = dict(table)
-
-
-def check_sms_fits(request: OmnimessageRequest, max_parts: int, path: str = "") -> None:
-    """Refuse SMS texts that would need more than `max_parts` parts, before anything is stored."""
-    for index, variant in enumerate(request.variants):
-        if variant.channel != "sms":
-            continue
-        source = v.join(v.join(v.join(path, "messages"), index), "text")
-        try:
-            parts = count_segments(variant.content["text"], **content_options(variant.content))
-        except ValueError as exc:
-            v.fail(source, f"{source} cannot be encoded as SMS: {exc}")
-        if parts > max_parts:
-            v.fail(source, f"{source} needs {parts} SMS parts; at most {max_parts} are allowed")
-
-
-def plan_attempts(
-    request: OmnimessageRequest, *, default_sender: str, default_validity_seconds: int
-) -> list[PlannedAttempt]:
-    return [
-        PlannedAttempt(
-            message_id=str(uuid.uuid4()),
-            seq=seq,
-            channel=variant.channel,
-            sender=variant.sender or default_sender,
-            content=variant.content,
-            validity_seconds=variant.validity_seconds or default_validity_seconds,
-        )
-        for seq, variant in enumerate(request.variants)
-    ]
 
 
 def _parse_variant(value: Any, path: str) -> Variant:

@@ -8,41 +8,19 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, exists, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from omnirelay.core.accept import NewOmnimessage
+from omnirelay.core.schedule import deadline, first_due
 from omnirelay.store import idempotency
 from omnirelay.store import statements as S
 from omnirelay.store.database import Database
 from omnirelay.store.tables import attempts, omnimessages
 from omnirelay.store.writer import Op, Submission, Writer
-
-
-@dataclass(frozen=True, slots=True)
-class NewAttempt:
-    message_id: str
-    seq: int
-    channel: str
-    sender: str
-    content: dict[str, Any]
-    validity_seconds: int
-
-
-@dataclass(frozen=True, slots=True)
-class NewOmnimessage:
-    id: str
-    account_id: int
-    surface: str
-    to: str
-    priority: int
-    time_to_send: datetime | None
-    dlr_url: str | None
-    text_store: str
-    attempts: tuple[NewAttempt, ...]
-    extra: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +114,7 @@ class Omnimessages:
                     "text_store": item.text_store, "variants": len(item.attempts),
                     "extra": item.extra, "created_at": now, "updated_at": now,
                 })
-                start = item.time_to_send if item.time_to_send and item.time_to_send > now else now
+                start = first_due(item.time_to_send, now)
                 for attempt in item.attempts:
                     first = attempt.seq == 0
                     attempt_rows.append({
@@ -149,8 +127,7 @@ class Omnimessages:
                         "validity_seconds": attempt.validity_seconds,
                         "state": "due" if first else "waiting", "priority": item.priority,
                         "due_at": start if first else None,
-                        "deadline": start + timedelta(seconds=attempt.validity_seconds)
-                        if first else None,
+                        "deadline": deadline(start, attempt.validity_seconds) if first else None,
                         "updated_at": now,
                     })
         S.insert_omnimessages.run(conn, message_rows)

@@ -26,13 +26,7 @@ from omnirelay.store.accounts import Account, Accounts
 from omnirelay.store.database import Database
 from omnirelay.store.dispatch import BLACKLISTED, CREDIT_REFUSED, Claim, Dispatch
 from omnirelay.store.inbound import Inbox
-from omnirelay.store.omnimessages import (
-    AttemptView,
-    NewAttempt,
-    NewOmnimessage,
-    Omnimessages,
-    OmnimessageView,
-)
+from omnirelay.store.omnimessages import AttemptView, Omnimessages, OmnimessageView
 from omnirelay.store.outbox import ClaimedWebhook, Outbox, WebhookResult
 from omnirelay.store.transitions import ReportBuilder
 from omnirelay.store.workers import Workers
@@ -40,7 +34,7 @@ from omnirelay.store.writer import Writer
 
 __all__ = [
     "BLACKLISTED", "CREDIT_REFUSED", "Account", "AttemptView", "Claim", "ClaimedWebhook",
-    "NewAttempt", "NewOmnimessage", "OmnimessageView", "Store", "WebhookResult",
+    "OmnimessageView", "Store", "WebhookResult",
 ]
 
 

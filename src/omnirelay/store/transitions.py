@@ -19,7 +19,7 @@ from sqlalchemy import Connection
 
 from omnirelay.core import multipart
 from omnirelay.core.delivery import StatusReport
-from omnirelay.core.fallback import Next, apply_status
+from omnirelay.core.fallback import Next, apply_status, next_variant
 from omnirelay.core.reports import ReportContext, WebhookDraft
 from omnirelay.core.statuses import Status
 from omnirelay.store import statements as S
@@ -275,12 +275,15 @@ class StatusWriter:
             self.notify(conn, "attempts")
 
     def _start_next_variants(self) -> None:
-        waiting = self.conn.execute(S.waiting_variants, {"oms": list(self.start_after)}).all()
+        waiting: dict[str, list[tuple[str, int, int]]] = {}
+        for attempt_id, omnimessage_id, seq, validity in self.conn.execute(
+                S.waiting_variants, {"oms": list(self.start_after)}):
+            waiting.setdefault(omnimessage_id, []).append((attempt_id, seq, validity))
         starts: dict[str, dict[str, Any]] = {}
-        for attempt_id, omnimessage_id, seq, validity in waiting:
-            if omnimessage_id not in starts and seq > self.start_after[omnimessage_id]:
-                starts[omnimessage_id] = {"mid": attempt_id,
-                                          "deadline": self.now + timedelta(seconds=validity)}
+        for omnimessage_id, variants in waiting.items():
+            found = next_variant(variants, self.start_after[omnimessage_id], self.now)
+            if found is not None:
+                starts[omnimessage_id] = {"mid": found[0], "deadline": found[1]}
         for omnimessage_id in starts:
             # a chain with a variant left to try has not ended
             if omnimessage_id not in self.skip_after:
