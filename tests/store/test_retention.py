@@ -58,7 +58,7 @@ def add_inbound(conn: Connection, account_id: int | None, at: datetime) -> str:
 def add_webhook(conn: Connection, account_id: int, at: datetime, state: str) -> int:
     return int(conn.execute(insert(webhooks).values(
         account_id=account_id, order_key="k", kind="dlr", url="http://127.0.0.1:1/", body=b"{}",
-        headers={}, state=state, next_try_at=at, created_at=at,
+        state=state, next_try_at=at, created_at=at,
         done_at=at if state == "done" else None)).inserted_primary_key[0])
 
 

@@ -28,7 +28,6 @@ class ClaimedWebhook:
     kind: str
     url: str
     body: bytes
-    headers: dict[str, str]
     tries: int
 
 
@@ -90,7 +89,7 @@ class Outbox:
         rows = conn.execute(S.lease_webhooks, {
             "ids": ids, "lease_until": now + timedelta(seconds=claim.lease_seconds)})
         return [sorted((ClaimedWebhook(id=r[0], account_id=r[1], kind=r[2], url=r[3],
-                                       body=bytes(r[4]), headers=r[5] or {}, tries=r[6])
+                                       body=bytes(r[4]), tries=r[5])
                         for r in rows), key=lambda w: w.id)]
 
     async def finish_webhooks(self, results: Sequence[WebhookResult], now: datetime) -> None:

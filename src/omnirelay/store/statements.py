@@ -314,8 +314,7 @@ def next_claimable_webhook(excluded: tuple[str, ...]) -> Select[datetime | None]
 
 lease_webhooks = (update(webhooks).where(_w.id.in_(bindparam("ids", expanding=True)))
                   .values(lease_until=bindparam("lease_until"))
-                  .returning(_w.id, _w.account_id, _w.kind, _w.url, _w.body, _w.headers,
-                             _w.tries))
+                  .returning(_w.id, _w.account_id, _w.kind, _w.url, _w.body, _w.tries))
 webhooks_delivered = (update(webhooks).where(webhooks.c.id.in_(bindparam("ids", expanding=True)))
                       .values(state="done", tries=webhooks.c.tries + 1, done_at=bindparam("now"),
                               lease_until=None, last_error=None,

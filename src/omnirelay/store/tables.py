@@ -233,7 +233,6 @@ webhooks = Table(
     Column("kind", String(16), nullable=False),  # dlr, inbound, twilio
     Column("url", Text, nullable=False),
     Column("body", LargeBinary, nullable=False),
-    Column("headers", JSON, nullable=False),
     Column("state", String(16), nullable=False),  # pending, done, dead
     Column("tries", Integer, nullable=False, server_default=text("0")),
     Column("next_try_at", DateTime, nullable=False),

@@ -297,7 +297,7 @@ def enqueue_webhooks(conn: Connection, drafts: Sequence[tuple[int, str, WebhookD
                      now: datetime) -> None:
     conn.execute(S.insert_webhooks, [
         {"account_id": account_id, "order_key": order_key, "kind": d.kind, "url": d.url,
-         "body": d.body, "headers": {}, "state": "pending", "tries": 0, "next_try_at": now,
+         "body": d.body, "state": "pending", "tries": 0, "next_try_at": now,
          "created_at": now}
         for account_id, order_key, d in drafts
     ])
