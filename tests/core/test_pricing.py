@@ -3,7 +3,11 @@ message pays, and the shapes prices are reported in."""
 
 from __future__ import annotations
 
+import random
+
+import phonenumbers
 import pytest
+from phonenumbers import COUNTRY_CODE_TO_REGION_CODE
 
 from omnirelay.core.money import MoneyError, format_amount, parse_amount
 from omnirelay.core.pricing import (
@@ -81,6 +85,32 @@ def test_the_account_list_wins_country_by_country_and_the_price_is_the_safe_one(
     assert render_csv(merged).splitlines() == [
         "Country,Code,MCCMNC,Network,Price", "Estonia,EE,24801,Telia,0.04",
         "Estonia,EE,24802,Elisa,0.03", "Finland,FI,24491,DNA,0.02"]
+
+
+def _parsed_country(number: str) -> str:
+    """country_of as the parser alone answers it (what its shortcut must agree with)."""
+    try:
+        parsed = phonenumbers.parse(number if number.startswith("+") else "+" + number)
+    except phonenumbers.NumberParseException:
+        return ""
+    region = phonenumbers.region_code_for_number(parsed)
+    return region if region and region != "001" else ""
+
+
+def test_country_of_agrees_with_the_parser_for_every_calling_code() -> None:
+    draw = random.Random(16)
+    wide = "".join(chr(0xFF10 + int(d)) for d in "37255512345")  # full-width digits
+    numbers = ["", "+", "+0", "00372555123", "+0372555123", "+" + wide, wide,
+               "+372 5551 2345", "+372-5551-2345", "372555", "+1", "+999999999999"]
+    for code in COUNTRY_CODE_TO_REGION_CODE:
+        for length in range(3, 21):  # digits with the code: well either side of E.164's 8 to 15
+            rest = length - len(str(code))
+            for lead in ("", "0", "1", "9"):
+                tail = "".join(draw.choice("0123456789") for _ in range(max(0, rest - len(lead))))
+                digits = f"{code}{lead}{tail}"[:length]
+                numbers += [f"+{digits}", digits]
+    assert len(numbers) > 20_000
+    assert [n for n in numbers if country_of(n) != _parsed_country(n)] == []
 
 
 def test_countries_parts_and_report_shapes() -> None:

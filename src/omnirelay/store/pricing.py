@@ -26,6 +26,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, or_, select, updat
 
 from omnirelay.core.pricing import PriceRow, country_of, effective, part_price, parts_of
 from omnirelay.store.database import Database
+from omnirelay.store.statements import Raw
 from omnirelay.store.tables import attempts, balances, prices
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,27 @@ _debit = (update(balances)
 _credit = (update(balances).where(balances.c.account_id == bindparam("a"))
            .values(amount_micros=balances.c.amount_micros + bindparam("cost"),
                    updated_at=bindparam("now")))
-_record_charge = (update(attempts).where(attempts.c.id == bindparam("mid"))
-                  .values(country=bindparam("country"), part_price_micros=bindparam("price"),
-                          charged_parts=bindparam("parts")))
+# Every claim and every send outcome runs the statements below: built once, as the store's other
+# hot statements are (store.statements), since building a select and its cache key each call
+# cost more than running it. The per-attempt update goes to the driver as it is.
+_record_charge = Raw("UPDATE attempts SET country = :country, part_price_micros = :price, "
+                     "charged_parts = :parts WHERE id = :mid")
+_set_charged_parts = (update(attempts).where(attempts.c.id == bindparam("mid"))
+                      .values(charged_parts=bindparam("parts")))
+_has_balance = select(balances.c.account_id).where(balances.c.account_id == bindparam("a"))
+_limited = select(balances.c.account_id).where(
+    balances.c.account_id.in_(bindparam("accounts", expanding=True)))
+_claim_prices = (select(prices)
+                 .where(or_(prices.c.account_id.is_(None),
+                            prices.c.account_id.in_(bindparam("accounts", expanding=True))),
+                        prices.c.channel.in_(bindparam("channels", expanding=True)),
+                        prices.c.country_code.in_(bindparam("countries", expanding=True)))
+                 .order_by(prices.c.id))
+_charged = (select(attempts.c.id, attempts.c.account_id, attempts.c.state,
+                   attempts.c.lease_owner, attempts.c.part_price_micros, attempts.c.charged_parts)
+            .where(attempts.c.id.in_(bindparam("ids", expanding=True)),
+                   attempts.c.charged_parts.is_not(None))
+            .order_by(attempts.c.id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,27 +101,33 @@ def charge(conn: Connection, items: Sequence[ChargeItem], now: datetime) -> set[
         return set()
     account_ids = sorted({i.account_id for i in todo})
     country = {i.message_id: country_of(i.to) for i in todo}
-    found = [(r.account_id, _row(r)) for r in conn.execute(_select_rows(
-        account_ids, {i.channel for i in todo}, {c for c in country.values() if c}))]
-    limited = set(conn.execute(select(balances.c.account_id)
-                               .where(balances.c.account_id.in_(account_ids))).scalars())
-    refused: set[str] = set()
-    charges: list[dict[str, Any]] = []
+    countries = sorted({c for c in country.values() if c})
+    # no country, no price: a batch of chat ids or short codes asks for none
+    found = [(r.account_id, _row(r)) for r in conn.execute(_claim_prices, {
+        "accounts": account_ids, "channels": sorted({i.channel for i in todo}),
+        "countries": countries})] if countries else []
+    lists = {account_id: effective((row for owner, row in found if owner == account_id),
+                                   (row for owner, row in found if owner is None))
+             for account_id in account_ids}
+    costs: list[tuple[ChargeItem, str, int, int]] = []
     for item in todo:
         code = country[item.message_id]
-        rows = effective(
-            (row for owner, row in found if owner == item.account_id),
-            (row for owner, row in found if owner is None))
-        price = part_price(r for r in rows if r.channel == item.channel and r.country_code == code)
-        parts = parts_of(item.channel, item.content)
+        price = part_price(r for r in lists[item.account_id]
+                           if r.channel == item.channel and r.country_code == code)
+        costs.append((item, code, price, parts_of(item.channel, item.content)))
+    # only a cost can meet a balance: a batch that pays nothing asks for none
+    limited = set(conn.execute(_limited, {"accounts": account_ids}).scalars()) if any(
+        price * parts for _, _, price, parts in costs) else set()
+    refused: set[str] = set()
+    charges: list[dict[str, Any]] = []
+    for item, code, price, parts in costs:
         cost = price * parts
         if cost and item.account_id in limited and conn.execute(
                 _debit, {"a": item.account_id, "cost": cost, "now": now}).rowcount != 1:
             refused.add(item.message_id)
             continue
         charges.append({"mid": item.message_id, "country": code, "price": price, "parts": parts})
-    if charges:
-        conn.execute(_record_charge, charges)
+    _record_charge.run(conn, charges)
     return refused
 
 
@@ -119,8 +144,7 @@ def country_prices(conn: Connection, account_id: int, channel: str,
 
 def debit(conn: Connection, account_id: int, cost: int, now: datetime) -> bool:
     """Take `cost` off a prepaid balance if it covers it (an unlimited account always pays)."""
-    if not cost or conn.execute(select(balances.c.account_id).where(
-            balances.c.account_id == account_id)).first() is None:
+    if not cost or conn.execute(_has_balance, {"a": account_id}).first() is None:
         return True
     return conn.execute(_debit, {"a": account_id, "cost": cost, "now": now}).rowcount == 1
 
@@ -135,20 +159,15 @@ def settle(conn: Connection, settlements: Sequence[Settlement], now: datetime) -
     if not settlements:
         return
     by_id = {s.message_id: s for s in settlements}
-    rows = conn.execute(select(attempts.c.id, attempts.c.account_id, attempts.c.state,
-                               attempts.c.lease_owner, attempts.c.part_price_micros,
-                               attempts.c.charged_parts)
-                        .where(attempts.c.id.in_(sorted(by_id)),
-                               attempts.c.charged_parts.is_not(None))
-                        .order_by(attempts.c.id)).all()
+    rows = conn.execute(_charged, {"ids": sorted(by_id)}).all()
     for mid, account_id, state, owner, price, charged in rows:
         wanted = by_id[mid]
         if state != "sending" or owner != wanted.owner:
             continue  # not this holder's any more: its new holder settles it
         if wanted.parts is None:
             refund(conn, account_id, price * charged, now)
-            conn.execute(_record_charge, {"mid": mid, "country": None, "price": None,
-                                          "parts": None})
+            _record_charge.run(conn, [{"mid": mid, "country": None, "price": None,
+                                       "parts": None}])
             continue
         delta = (wanted.parts - charged) * price
         if delta < 0:
@@ -159,8 +178,7 @@ def settle(conn: Connection, settlements: Sequence[Settlement], now: datetime) -
                         "cover the rest", mid, wanted.parts, charged)
             continue
         if wanted.parts != charged:
-            conn.execute(update(attempts).where(attempts.c.id == mid)
-                         .values(charged_parts=wanted.parts))
+            conn.execute(_set_charged_parts, {"mid": mid, "parts": wanted.parts})
 
 
 class Pricing:
