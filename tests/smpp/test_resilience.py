@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from omnirelay.channels.smpp import pdu
 from omnirelay.core.statuses import Err, Status
 from omnirelay.smsc import SmscSimulator
 from tests.smpp.support import RecordingSink, connector, make_channel, send_until_done, sms
@@ -159,3 +160,70 @@ async def test_after_a_long_throttle_the_learned_rate_comes_back_at_once(sink: R
             assert len(results) == 40 and smsc.stats.throttled == throttled
         finally:
             await channel.stop()
+
+
+class _SilentOnce(asyncio.Protocol):
+    """An SMSC that binds, leaves the second submit_sm unanswered until the third has been
+    answered, then answers it late; the rest it accepts with ids 1, 2, ..."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.submits = 0
+        self.held: int | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buffer += data
+        while len(self.buffer) >= pdu.HEADER_SIZE:
+            length, command, _, sequence = pdu.header(self.buffer)
+            if len(self.buffer) < length:
+                return
+            self.buffer = self.buffer[length:]
+            if command == pdu.Command.BIND_TRANSCEIVER:
+                self.transport.write(pdu.frame(pdu.Command.BIND_TRANSCEIVER_RESP, sequence, b"sim\0"))
+            elif command == pdu.Command.SUBMIT_SM:
+                self.submits += 1
+                if self.submits == 2:
+                    self.held = sequence
+                    continue
+                self.transport.write(pdu.encode_message_id_resp(
+                    pdu.Command.SUBMIT_SM_RESP, sequence, 0, str(self.submits)))
+            elif command & pdu.RESPONSE_BIT == 0:
+                self.transport.write(pdu.frame(command | pdu.RESPONSE_BIT, sequence))
+
+    def answer_late(self) -> None:
+        assert self.transport is not None and self.held is not None
+        self.transport.write(pdu.encode_message_id_resp(
+            pdu.Command.SUBMIT_SM_RESP, self.held, 0, "late"))
+
+
+async def test_an_unanswered_submit_times_out_alone_and_frees_its_window_slot(
+        sink: RecordingSink) -> None:
+    """With a window of one, the third message can only go out once the second's slot is given
+    back by its timeout; the late answer to the second then matches nothing."""
+    smsc = _SilentOnce()
+    server = await asyncio.get_running_loop().create_server(lambda: smsc, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    channel = make_channel(connector("a", port, window=1, response_timeout=0.3))
+    await channel.start(sink)
+    try:
+        await channel.wait_ready(5)
+        first, second, third = (sms(f"+3725556000{i}") for i in range(3))
+        async with asyncio.timeout(5):  # a slot never given back would hang the third
+            results = {r.message_id: r for r in await channel.send([first, second, third])}
+        assert results[first.message_id].provider_refs[0].endswith(":1")
+        assert results[second.message_id].retry_after is not None
+        assert results[second.message_id].error == "no submit_sm_resp (the part may have been sent)"
+        assert results[third.message_id].provider_refs[0].endswith(":3")
+        smsc.answer_late()
+        [again] = await channel.send([sms("+37255560009")])
+        assert again.provider_refs[0].endswith(":4")
+        assert channel.connectors["a"].is_up
+    finally:
+        await channel.stop()
+        server.close()

@@ -1,7 +1,7 @@
 """The SMPP channel: SMS out through SMSC connectors, receipts and inbound SMS back to the engine.
 
-Sending a batch submits every message concurrently, so the connectors' windows stay full. The parts of
-one message are queued for the window together, so they go out back to back (in order) rather than
+Sending a batch hands each connector all of its parts in one call, so the connectors' windows stay
+full. The parts of one message are adjacent in it, so they go out back to back (in order) rather than
 behind every other message's first part: a link that breaks under load then cuts few messages midway.
 Any part refused for good fails the message; any part that could not go out now makes the whole
 message come back later (retry_after). One SendResult per message, with a provider_ref per part.
@@ -35,7 +35,14 @@ from omnirelay.channels.base import (
     StatusReport,
 )
 from omnirelay.channels.smpp import pdu
-from omnirelay.channels.smpp.connector import Accepted, Connector, Refused, RetryLater, SubmitFields
+from omnirelay.channels.smpp.connector import (
+    Accepted,
+    Connector,
+    PartOutcome,
+    Refused,
+    RetryLater,
+    SubmitFields,
+)
 from omnirelay.channels.smpp.inbound import read_inbound
 from omnirelay.channels.smpp.outcomes import permanent_refusal
 from omnirelay.channels.smpp.receipts import (
@@ -54,6 +61,18 @@ from omnirelay.core.statuses import Err, Status, error_text
 log = logging.getLogger(__name__)
 
 _DRAIN_BATCH = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    connector: Connector
+    parts: list[SubmitFields]
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    index: int  # in the batch
+    plan: _Plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,17 +156,49 @@ class SmppChannel:
     # --- sending -------------------------------------------------------------------------------
 
     async def send(self, batch: Sequence[OutboundMessage]) -> list[SendResult]:
-        return list(await asyncio.gather(*(self._send_one(message) for message in batch)))
+        """Every part of the batch goes to its connector in one call (one task per connector, not
+        one per message); a message's parts are adjacent in it, so they leave back to back."""
+        results: list[SendResult | None] = [None] * len(batch)
+        plans: dict[str, tuple[Connector, list[_Planned]]] = {}
+        for index, message in enumerate(batch):
+            try:
+                planned = self._plan(message)
+            except Exception as error:  # a bug must not take the other messages of the batch with it
+                results[index] = self._broken(message, error)
+                continue
+            if isinstance(planned, SendResult):
+                results[index] = planned
+            else:
+                plans.setdefault(planned.connector.name, (planned.connector, []))[1].append(
+                    _Planned(index, planned))
+        await asyncio.gather(*(self._submit_to(connector, items, batch, results)
+                               for connector, items in plans.values()))
+        return [result for result in results if result is not None]
 
-    async def _send_one(self, message: OutboundMessage) -> SendResult:
+    async def _submit_to(self, connector: Connector, items: list[_Planned],
+                         batch: Sequence[OutboundMessage], results: list[SendResult | None]) -> None:
         try:
-            return await self._submit(message)
-        except Exception as error:  # a bug must not take the other messages of the batch with it
-            log.exception("SMPP send of %s failed", message.message_id)
-            return SendResult(message.message_id, status=Status.FAILED, err=Err.DELIVERY_FAILURE,
-                              error=f"SMPP channel error: {type(error).__name__}")
+            outcomes = await connector.submit_all(
+                [fields for item in items for fields in item.plan.parts])
+        except Exception as error:
+            for item in items:
+                results[item.index] = self._broken(batch[item.index], error)
+            return
+        start = 0
+        for item in items:
+            count = len(item.plan.parts)
+            results[item.index] = self._result(batch[item.index], connector.settings,
+                                               outcomes[start:start + count])
+            start += count
 
-    async def _submit(self, message: OutboundMessage) -> SendResult:
+    @staticmethod
+    def _broken(message: OutboundMessage, error: Exception) -> SendResult:
+        log.error("SMPP send of %s failed", message.message_id, exc_info=error)
+        return SendResult(message.message_id, status=Status.FAILED, err=Err.DELIVERY_FAILURE,
+                          error=f"SMPP channel error: {type(error).__name__}")
+
+    def _plan(self, message: OutboundMessage) -> _Plan | SendResult:
+        """The connector and the submit_sm of each part, or the result when it cannot be sent."""
         content = message.content
         try:
             encoded = encode_sms(str(content.get("text", "")), **content_options(content),
@@ -172,12 +223,15 @@ class SmppChannel:
         if settings.dest_ton == 1:
             destination = destination.lstrip("+")
         validity = validity_period(message.deadline)
-        count = encoded.segment_count
-        submits = [connector.submit(SubmitFields(
+        return _Plan(connector, [SubmitFields(
             source, source_ton, source_npi, destination, settings.dest_ton, settings.dest_npi,
             part.short_message, part.esm_class, part.data_coding, settings.registered_delivery,
-            settings.service_type, validity)) for part in encoded.parts]
-        outcomes = [await submits[0]] if count == 1 else await asyncio.gather(*submits)
+            settings.service_type, validity) for part in encoded.parts])
+
+    def _result(self, message: OutboundMessage, settings: ConnectorSettings,
+                outcomes: Sequence[PartOutcome]) -> SendResult:
+        """Any part refused for good fails the message; any part not sent now sends it all again."""
+        count = len(outcomes)
         refs = [self.provider_ref(settings, outcome.message_id) for outcome in outcomes
                 if isinstance(outcome, Accepted)]
         for outcome in outcomes:

@@ -135,6 +135,17 @@ class SmppSession(asyncio.Protocol):
             return await self._exchange(build, within)
 
     async def _exchange(self, build: Callable[[int], bytes], within: float) -> tuple[int, bytes]:
+        sequence, waiter = self.start_request(build)
+        try:
+            return await asyncio.wait_for(waiter, within)
+        finally:
+            self._pending.pop(sequence, None)
+
+    def start_request(self, build: Callable[[int], bytes]
+                      ) -> tuple[int, asyncio.Future[tuple[int, bytes]]]:
+        """Send the PDU `build(sequence)` now, outside any window, and return its sequence and the
+        future its (command_status, response frame) will resolve; it fails with LinkLost when the
+        link goes down. No timeout: the caller bounds the wait and calls `give_up(sequence)`."""
         if not self.is_open:
             raise LinkLost(f"{self.name}: not connected")
         sequence = self.next_sequence()
@@ -143,9 +154,17 @@ class SmppSession(asyncio.Protocol):
         self._pending[sequence] = (int.from_bytes(data[4:8], "big") | pdu.RESPONSE_BIT, waiter)
         try:
             self.send(data)
-            return await asyncio.wait_for(waiter, within)
-        finally:
-            self._pending.pop(sequence, None)
+        except BaseException:
+            del self._pending[sequence]
+            raise
+        return sequence, waiter
+
+    def give_up(self, sequence: int) -> None:
+        """No response came in time: a late one will match nothing, and the waiter fails with
+        TimeoutError (the PDU may or may not have been acted upon)."""
+        pending = self._pending.pop(sequence, None)
+        if pending is not None and not pending[1].done():
+            pending[1].set_exception(TimeoutError())
 
     def respond(self, command: int, sequence: int, body: bytes = b"", status: int = 0) -> None:
         """Answer a request, quietly doing nothing when the link has gone (the peer will resend)."""
