@@ -123,8 +123,8 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Address to bind (default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port to bind (default 8080).")] = None,
     workers: Annotated[bool, typer.Option(
-        help="Also run the workers here; --no-workers serves the API only (PostgreSQL, with "
-             "`omnirelay worker` processes elsewhere).")] = True,
+        help="Also run the workers here; --no-workers serves the API only, with `omnirelay "
+             "worker` processes beside it (on SQLite: one API process and one worker).")] = True,
     reuse_port: Annotated[bool, typer.Option(
         help="Bind with SO_REUSEPORT so that several serve processes share the port and the "
              "kernel spreads connections across them (PostgreSQL).")] = False,
@@ -141,9 +141,9 @@ def serve(
             if workers:
                 _refuse_a_second_sqlite_process(runtime, "serve")
             else:
-                print("warning: --no-workers on SQLite: SQLite serves one process, so no "
-                      "`omnirelay worker` may run beside this one and nothing here sends what "
-                      "it accepts; use PostgreSQL for separate workers", file=sys.stderr)
+                print("note: --no-workers on SQLite: this process only accepts; run one "
+                      "`omnirelay worker` on the same database to send (SQLite takes one API "
+                      "process and one worker)", file=sys.stderr)
     except BaseException:
         listener.close()
         runtime.close()
@@ -160,8 +160,9 @@ def _migrated(runtime: Runtime, *, quiet: bool = False) -> None:
 
 
 def _refuse_a_second_sqlite_process(runtime: Runtime, command: str) -> None:
-    """SQLite serves one process (its writes are serialised in-process): refuse to run the
-    workers beside another live process's, which the workers table's heartbeats show."""
+    """SQLite takes one worker process (`serve` with its workers, or `worker` beside an API-only
+    `serve --no-workers`): refuse to run the workers beside another live process's, which the
+    workers table's heartbeats show."""
     stale = timedelta(seconds=3 * runtime.settings.engine.heartbeat_seconds)
     live = [(worker_id, beat) for worker_id, beat in
             asyncio.run(runtime.store.live_workers(utcnow() - stale))
@@ -170,7 +171,7 @@ def _refuse_a_second_sqlite_process(runtime: Runtime, command: str) -> None:
         worker_id, beat = live[0]
         ago = max(0.0, (utcnow() - beat).total_seconds())
         raise StartupError(
-            f"refusing to start `omnirelay {command}`: SQLite serves one process, and worker "
+            f"refusing to start `omnirelay {command}`: SQLite serves one worker process, and worker "
             f"{worker_id} (heartbeat {ago:.0f} s ago) already runs on "
             f"{runtime.settings.database_url}; stop it first, or use PostgreSQL to run "
             "several processes")
@@ -264,7 +265,8 @@ async def _serve(runtime: Runtime, listener: socket.socket, workers: bool = True
 
 @app.command()
 def worker(config: ConfigOption = None) -> None:
-    """Run the workers only (dispatcher, expiry, webhooks); any number may share PostgreSQL."""
+    """Run the workers only (dispatcher, expiry, webhooks); any number may share PostgreSQL,
+    one may run beside `serve --no-workers` on SQLite."""
     settings = _settings(config)
     _logging(settings)
     runtime = _runtime(settings, config)

@@ -4,7 +4,8 @@ omnimessage it would store; a refused request stores nothing and is answered 429
 Retry-After.
 
 Where the budget lives follows the database:
-- SQLite serves one process, so the budget is this process's own, in memory: no database work.
+- SQLite serves one API process (alone or beside one worker), so the budget is this process's own,
+  in memory: no database work.
 - PostgreSQL serves many processes, and they must share one budget, or N processes would admit N
   times the rate. Each admitted request of a limited account spends it with one conditional upsert
   of the account's row (store.ratelimits.take_accept), which is exact, needs no coordination

@@ -28,7 +28,14 @@ from omnirelay.core.twilio.callbacks import sign_status_callback, status_callbac
 from omnirelay.engine.dispatcher import Dispatcher
 from omnirelay.engine.maintenance import Maintenance
 from omnirelay.engine.sink import EngineSink
-from omnirelay.engine.wakeup import ATTEMPTS, DEADLINES, WEBHOOKS, Wakeup, listen_postgres
+from omnirelay.engine.wakeup import (
+    ATTEMPTS,
+    DEADLINES,
+    WEBHOOKS,
+    Wakeup,
+    listen_postgres,
+    listen_sqlite,
+)
 from omnirelay.engine.webhooks import DEFAULT_SIGNERS, Signer, WebhookSender
 from omnirelay.errors import ConfigError
 from omnirelay.idempotency import Idempotency
@@ -172,7 +179,9 @@ class Runtime:
         self.supervisor.spawn("expiry", lambda: maintenance.run_expiry(stopping))
         self.supervisor.spawn("housekeeping", lambda: maintenance.run_housekeeping(stopping))
         self._engine_tasks = ["dispatcher", "webhooks", "expiry", "housekeeping"]
-        if not self.db.is_sqlite:
+        if self.db.wake_address is not None:
+            self.supervisor.spawn("listen", lambda: listen_sqlite(self.db, self.wakeup))
+        elif not self.db.is_sqlite:
             dsn = self.settings.database_url.replace("postgresql+psycopg://", "postgresql://")
             self.supervisor.spawn("listen", lambda: listen_postgres(dsn, self.wakeup, stopping))
 

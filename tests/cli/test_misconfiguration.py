@@ -267,7 +267,7 @@ def test_worker_beside_serve_on_one_sqlite_file_is_refused(tmp_path: Path) -> No
 
         (serving,) = wait_until(serving_worker)
         result = run(config, "worker")
-        line = assert_one_line(result, 1, ("SQLite serves one process", serving, "PostgreSQL"))
+        line = assert_one_line(result, 1, ("SQLite serves one worker process", serving, "PostgreSQL"))
         assert "worker" in line
     finally:
         process.terminate()
