@@ -32,6 +32,11 @@ class EngineSettings:
     batch_size: int = 500
     lease_seconds: float = 30.0
     poll_interval: float = 1.0
+    # After a claim that did not fill a batch, the dispatcher waits this long before claiming
+    # again, so that under load it claims what a few dozen requests committed together rather
+    # than each request's attempts alone (each claim is a write transaction). The first claim
+    # after a quiet spell is not delayed.
+    claim_linger: float = 0.05
     default_validity_seconds: int = 6 * 3600
     max_sms_parts: int = 20
     fragment_timeout_seconds: float = 60.0
@@ -424,6 +429,8 @@ def _validate(settings: Settings) -> None:
         raise _invalid(None, "database_timeout", "must be a positive number of seconds")
     if settings.engine.batch_size < 1:
         raise _invalid("engine", "batch_size", "must be 1 or more")
+    if not 0 <= settings.engine.claim_linger <= 1:
+        raise _invalid("engine", "claim_linger", "must be from 0 to 1 second")
     if settings.webhooks.max_tries < 1:
         raise _invalid("webhooks", "max_tries", "must be 1 or more")
     try:

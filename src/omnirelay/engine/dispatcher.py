@@ -61,6 +61,9 @@ class Dispatcher:
             task = asyncio.get_running_loop().create_task(self._deliver(claimed))
             self._tasks.add(task)
             task.add_done_callback(self._finished)
+            if len(claimed) < self.settings.batch_size and self.settings.claim_linger:
+                # Whatever falls due meanwhile waits for the next claim (see claim_linger).
+                await asyncio.sleep(self.settings.claim_linger)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
