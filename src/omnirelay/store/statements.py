@@ -21,6 +21,7 @@ from sqlalchemy import (
     Connection,
     Integer,
     Select,
+    String,
     Table,
     and_,
     bindparam,
@@ -34,6 +35,8 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.engine import Row
 from sqlalchemy.sql import ColumnElement
 
 from omnirelay.store.tables import (
@@ -197,8 +200,6 @@ upsert_refs = Raw(
     ":attempt_id, :part) ON CONFLICT (channel, ref) DO UPDATE SET attempt_id = "
     "excluded.attempt_id, part = excluded.part, status = NULL, err = NULL")
 
-_REF_KEY = tuple_(provider_refs.c.channel, provider_refs.c.ref)
-_UNMATCHED_KEY = tuple_(unmatched_reports.c.channel, unmatched_reports.c.ref)
 
 # --- status transitions ------------------------------------------------------------------------
 
@@ -223,16 +224,40 @@ def _attempt_rows(lock: bool) -> Any:
 attempt_rows_locked = _attempt_rows(lock=True)
 attempt_rows_not_messente = _attempt_rows(lock=False).where(omnimessages.c.surface != "messente")
 
-parked_for_keys = (select(unmatched_reports)
-                   .where(_UNMATCHED_KEY.in_(bindparam("keys", expanding=True)))
-                   .order_by(unmatched_reports.c.id))
+class ByKeys:
+    """Rows of a table by (channel, ref) keys, one statement per dialect. SQLite takes a row-value
+    IN. PostgreSQL plans that as an OR of index probes: 42 ms of planning for 500 keys once the
+    table is analysed, and before its first ANALYZE (a fresh or fast-growing table) a scan of
+    every row against the whole list, 245 ms at 40,000 refs. Joined to two unnested arrays it is
+    one 10 ms hash or index join either way, and one statement text for any number of keys."""
+
+    def __init__(self, table: Table, columns: Sequence[str], order_by: str | None = None) -> None:
+        chosen = select(*(table.c[name] for name in columns))
+        if order_by:
+            chosen = chosen.order_by(table.c[order_by])
+        key = tuple_(table.c.channel, table.c.ref)
+        self._in = chosen.where(key.in_(bindparam("keys", expanding=True)))
+        wanted = func.unnest(bindparam("channels", type_=ARRAY(String)),
+                             bindparam("refs", type_=ARRAY(String))
+                             ).table_valued("channel", "ref").render_derived(name="k")
+        self._unnest = chosen.join_from(table, wanted, and_(
+            table.c.channel == wanted.c.channel, table.c.ref == wanted.c.ref))
+
+    def rows(self, conn: Connection, keys: Iterable[tuple[str, str | None]]
+             ) -> Sequence[Row[Any]]:
+        listed = list(keys)
+        if conn.dialect.name == "postgresql":
+            return conn.execute(self._unnest, {"channels": [c for c, _ in listed],
+                                               "refs": [r for _, r in listed]}).all()
+        return conn.execute(self._in, {"keys": listed}).all()
+
+
+parked_for_keys = ByKeys(unmatched_reports, [c.name for c in unmatched_reports.c], order_by="id")
 delete_parked = delete(unmatched_reports).where(
     unmatched_reports.c.id.in_(bindparam("ids", expanding=True)))
 park_reports = insert(unmatched_reports)
 
-refs_for_keys = (select(provider_refs.c.channel, provider_refs.c.ref, provider_refs.c.attempt_id,
-                        provider_refs.c.part)
-                 .where(_REF_KEY.in_(bindparam("keys", expanding=True))))
+refs_for_keys = ByKeys(provider_refs, ["channel", "ref", "attempt_id", "part"])
 set_part_status = Raw("UPDATE provider_refs SET status = :s, err = :e "
                       "WHERE channel = :c AND ref = :r")
 part_statuses = (select(provider_refs.c.attempt_id, provider_refs.c.status)

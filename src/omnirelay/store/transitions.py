@@ -127,7 +127,7 @@ class StatusWriter:
         not belong to."""
         if not keys:
             return
-        rows = self.conn.execute(S.parked_for_keys, {"keys": list(keys)}).mappings().all()
+        rows = [row._mapping for row in S.parked_for_keys.rows(self.conn, keys)]
         if not rows:
             return
         self.conn.execute(S.delete_parked, {"ids": [r["id"] for r in rows]})
@@ -151,8 +151,9 @@ class StatusWriter:
         """Map upstream refs to attempts, park what cannot be matched yet, and combine the parts
         of multi-part messages into one status per attempt."""
         keys = {(r.channel, r.provider_ref) for r in reports}
-        found = {(row[0], row[1]): (row[2], row[3]) for row in self.conn.execute(
-            S.refs_for_keys, {"keys": list(keys)}).all()}
+        found: dict[tuple[str, str], tuple[str, int]] = {
+            (row.channel, row.ref): (row.attempt_id, row.part)
+            for row in S.refs_for_keys.rows(self.conn, keys)}
         parked: list[dict[str, Any]] = []
         part_updates: list[dict[str, Any]] = []
         # attempt -> its reports, with their part
