@@ -323,3 +323,29 @@ async def test_rows_written_through_the_driver_read_back_as_sqlalchemy_writes_th
     assert await runtime.store.claim_due_attempts("w", 10, 30, now) == []
     claimed = await runtime.store.claim_due_attempts("w", 10, 30, later)
     assert [c.message_id for c in claimed] == [row[0]]
+
+
+async def test_a_batched_write_leaves_what_one_statement_per_row_would(runtime: Runtime) -> None:
+    """On PostgreSQL the busiest updates run as one UPDATE ... FROM unnest(arrays) for the whole
+    batch (store.statements.Raw `batched`); the rows must end as the row-by-row statement leaves
+    them on SQLite: each key's last row wins, NULLs stay NULL, rows not named stay untouched."""
+    from omnirelay.store import statements as S
+    from omnirelay.store.tables import provider_refs
+
+    account = await create_account(runtime)
+    (message,) = await accept(runtime, account, 1)
+    attempt_id = message.attempts[0].message_id
+
+    def work(conn: Any) -> None:
+        S.upsert_refs.run(conn, [{"channel": "sms", "ref": f"s:{n}", "attempt_id": attempt_id,
+                                  "part": n} for n in range(3)])
+        S.set_part_status.run(conn, [
+            {"c": "sms", "r": "s:0", "s": "ENROUTE", "e": None},
+            {"c": "sms", "r": "s:1", "s": "FAILED", "e": 1},
+            {"c": "sms", "r": "s:0", "s": "DELIVRD", "e": None},  # the later report wins
+            {"c": "sms", "r": "s:9", "s": "DELIVRD", "e": None}])  # no such ref: nothing
+
+    await runtime.db.write(work)
+    assert await rows(runtime, provider_refs.c.ref, provider_refs.c.part, provider_refs.c.status,
+                      provider_refs.c.err) == [
+        ("s:0", 0, "DELIVRD", None), ("s:1", 1, "FAILED", 1), ("s:2", 2, None, None)]

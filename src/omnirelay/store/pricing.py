@@ -42,8 +42,14 @@ _credit = (update(balances).where(balances.c.account_id == bindparam("a"))
 # Every claim and every send outcome runs the statements below: built once, as the store's other
 # hot statements are (store.statements), since building a select and its cache key each call
 # cost more than running it. The per-attempt update goes to the driver as it is.
-_record_charge = Raw("UPDATE attempts SET country = :country, part_price_micros = :price, "
-                     "charged_parts = :parts WHERE id = :mid")
+_record_charge = Raw(
+    "UPDATE attempts SET country = :country, part_price_micros = :price, charged_parts = :parts "
+    "WHERE id = :mid",
+    batched="UPDATE attempts AS t SET country = v.country, part_price_micros = v.price, "
+    "charged_parts = v.parts FROM unnest(:mid, :country, :price, :parts) "
+    "AS v(mid, country, price, parts) WHERE t.id = v.mid",
+    types={"mid": "text", "country": "text", "price": "bigint", "parts": "integer"},
+    key=("mid",))
 _set_charged_parts = (update(attempts).where(attempts.c.id == bindparam("mid"))
                       .values(charged_parts=bindparam("parts")))
 _has_balance = select(balances.c.account_id).where(balances.c.account_id == bindparam("a"))
