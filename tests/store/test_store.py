@@ -328,7 +328,8 @@ async def test_rows_written_through_the_driver_read_back_as_sqlalchemy_writes_th
 async def test_a_batched_write_leaves_what_one_statement_per_row_would(runtime: Runtime) -> None:
     """On PostgreSQL the busiest updates run as one UPDATE ... FROM unnest(arrays) for the whole
     batch (store.statements.Raw `batched`); the rows must end as the row-by-row statement leaves
-    them on SQLite: each key's last row wins, NULLs stay NULL, rows not named stay untouched."""
+    them on SQLite: each key's last row wins (PostgreSQL refuses an upsert that names a key
+    twice), NULLs stay NULL, rows not named stay untouched."""
     from omnirelay.store import statements as S
     from omnirelay.store.tables import provider_refs
 
@@ -338,7 +339,7 @@ async def test_a_batched_write_leaves_what_one_statement_per_row_would(runtime: 
 
     def work(conn: Any) -> None:
         S.upsert_refs.run(conn, [{"channel": "sms", "ref": f"s:{n}", "attempt_id": attempt_id,
-                                  "part": n} for n in range(3)])
+                                  "part": n} for n in (2, 0, 1, 2)])  # s:2 twice: once stored
         S.set_part_status.run(conn, [
             {"c": "sms", "r": "s:0", "s": "ENROUTE", "e": None},
             {"c": "sms", "r": "s:1", "s": "FAILED", "e": 1},
