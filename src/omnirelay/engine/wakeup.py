@@ -91,7 +91,7 @@ async def listen_sqlite(db: Database, wakeup: Wakeup) -> None:
         sock.close()
         log.warning("another process already listens for commits on this SQLite file (%s); "
                     "polling for work instead", exc)
-        await asyncio.Future()  # until stopped: returning would count as a failure
+        return await asyncio.Future()  # until stopped: returning would count as a failure
     sock.setblocking(False)
     db.wake_listening = True  # its own commits wake it in-process: no datagrams to itself
     loop = asyncio.get_running_loop()

@@ -26,7 +26,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, or_, select, updat
 
 from omnirelay.core.pricing import PriceRow, country_of, effective, part_price, parts_of
 from omnirelay.store.database import Database
-from omnirelay.store.statements import Raw
+from omnirelay.store.statements import batch_update
 from omnirelay.store.tables import attempts, balances, prices
 
 log = logging.getLogger(__name__)
@@ -42,14 +42,10 @@ _credit = (update(balances).where(balances.c.account_id == bindparam("a"))
 # Every claim and every send outcome runs the statements below: built once, as the store's other
 # hot statements are (store.statements), since building a select and its cache key each call
 # cost more than running it. The per-attempt update goes to the driver as it is.
-_record_charge = Raw(
-    "UPDATE attempts SET country = :country, part_price_micros = :price, charged_parts = :parts "
-    "WHERE id = :mid",
-    batched="UPDATE attempts AS t SET country = v.country, part_price_micros = v.price, "
-    "charged_parts = v.parts FROM unnest(:mid, :country, :price, :parts) "
-    "AS v(mid, country, price, parts) WHERE t.id = v.mid",
-    types={"mid": "text", "country": "text", "price": "bigint", "parts": "integer"},
-    key=("mid",))
+_record_charge = batch_update(
+    attempts, values={"country": "country", "part_price_micros": "price", "charged_parts": "parts"},
+    match={"id": "mid"},
+    types={"mid": "text", "country": "text", "price": "bigint", "parts": "integer"})
 _set_charged_parts = (update(attempts).where(attempts.c.id == bindparam("mid"))
                       .values(charged_parts=bindparam("parts")))
 _has_balance = select(balances.c.account_id).where(balances.c.account_id == bindparam("a"))

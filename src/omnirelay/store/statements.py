@@ -112,6 +112,35 @@ def sqlite_time(value: datetime | None) -> str | None:
     return value.isoformat(" ", "microseconds")
 
 
+def batch_update(table: Table, *, values: dict[str, str], match: dict[str, str],
+                 types: dict[str, str], fixed: str = "", guard: str = "",
+                 times: Iterable[str] = ()) -> Raw:
+    """UPDATE `table` SET column = :param for each of `values` (and the literal `fixed`
+    assignments) WHERE column = :param for each of `match` (and the literal `guard`): row by row
+    on SQLite, and on PostgreSQL for the whole batch at once, from unnested arrays of the
+    parameters' element `types`, the rows first made unique by `match`. `guard` may name the
+    table's columns but not the parameters (the batched form's `v` has a column per parameter)."""
+    if set(types) != set(values.values()) | set(match.values()):
+        raise ValueError(f"types must name exactly the parameters of the {table.name} update")
+    for column in (*values, *match):
+        table.c[column]  # KeyError for a typo
+
+    def statement(target: str, param: str) -> tuple[str, str]:
+        sets = [f"{c} = {param}{p}" for c, p in values.items()] + ([fixed] if fixed else [])
+        wheres = [f"{target}{c} = {param}{p}" for c, p in match.items()]
+        return f"SET {', '.join(sets)}", " AND ".join(wheres + ([guard] if guard else []))
+
+    sets, wheres = statement("", ":")
+    batched_sets, batched_wheres = statement("t.", "v.")
+    names = list(types)
+    # the names are the schema's own (tables.py) and this module's, never input
+    return Raw(f"UPDATE {table.name} {sets} WHERE {wheres}",
+               times=times, types=types, key=tuple(match.values()),
+               batched=f"UPDATE {table.name} AS t {batched_sets} FROM unnest("
+               f"{', '.join(':' + n for n in names)}) AS v({', '.join(names)}) "
+               f"WHERE {batched_wheres}")
+
+
 # --- accepting ---------------------------------------------------------------------------------
 
 def raw_insert(table: Table, columns: Sequence[str], *, times: Iterable[str] = (),
@@ -205,16 +234,12 @@ requeue_sending = (update(attempts).where(*_MINE)
                    .values(state="due", due_at=bindparam("due"), lease_owner=None,
                            lease_until=None, updated_at=bindparam("now")))
 # sent_at is when the submission began: no receipt for it can be older (see transitions)
-mark_sent = Raw(
-    "UPDATE attempts SET state = 'sent', sent_at = :sent, parts_count = :parts, "
-    "lease_owner = NULL, lease_until = NULL, updated_at = :now "
-    "WHERE id = :mid AND state = 'sending' AND lease_owner = :owner", times=("now", "sent"),
-    batched="UPDATE attempts AS t SET state = 'sent', sent_at = v.sent, parts_count = v.parts, "
-    "lease_owner = NULL, lease_until = NULL, updated_at = v.now "
-    "FROM unnest(:mid, :owner, :sent, :parts, :now) AS v(mid, owner, sent, parts, now) "
-    "WHERE t.id = v.mid AND t.state = 'sending' AND t.lease_owner = v.owner",
+mark_sent = batch_update(
+    attempts, values={"sent_at": "sent", "parts_count": "parts", "updated_at": "now"},
+    fixed="state = 'sent', lease_owner = NULL, lease_until = NULL",
+    match={"id": "mid", "lease_owner": "owner"}, guard="state = 'sending'",
     types={"mid": "text", "owner": "text", "sent": "timestamp", "parts": "integer",
-           "now": "timestamp"}, key=("mid",))
+           "now": "timestamp"}, times=("now", "sent"))
 
 
 # The newest submission owns an upstream id: SMSCs restart, wrap or reset their counters.
@@ -286,24 +311,18 @@ delete_parked = delete(unmatched_reports).where(
 park_reports = insert(unmatched_reports)
 
 refs_for_keys = ByKeys(provider_refs, ["channel", "ref", "attempt_id", "part"])
-set_part_status = Raw(
-    "UPDATE provider_refs SET status = :s, err = :e WHERE channel = :c AND ref = :r",
-    batched="UPDATE provider_refs AS t SET status = v.s, err = v.e FROM unnest(:c, :r, :s, :e) "
-    "AS v(c, r, s, e) WHERE t.channel = v.c AND t.ref = v.r",
-    types={"c": "text", "r": "text", "s": "text", "e": "integer"}, key=("c", "r"))
+set_part_status = batch_update(
+    provider_refs, values={"status": "s", "err": "e"}, match={"channel": "c", "ref": "r"},
+    types={"c": "text", "r": "text", "s": "text", "e": "integer"})
 part_statuses = (select(provider_refs.c.attempt_id, provider_refs.c.status)
                  .where(provider_refs.c.attempt_id.in_(bindparam("ids", expanding=True)))
                  .order_by(provider_refs.c.attempt_id, provider_refs.c.part))
 
-finish_attempts = Raw(
-    "UPDATE attempts SET status = :status, err = :err, error = :error, state = 'done', "
-    "lease_owner = NULL, lease_until = NULL, updated_at = :now WHERE id = :mid", times=("now",),
-    batched="UPDATE attempts AS t SET status = v.status, err = v.err, error = v.error, "
-    "state = 'done', lease_owner = NULL, lease_until = NULL, updated_at = v.now "
-    "FROM unnest(:mid, :status, :err, :error, :now) AS v(mid, status, err, error, now) "
-    "WHERE t.id = v.mid",
+finish_attempts = batch_update(
+    attempts, values={"status": "status", "err": "err", "error": "error", "updated_at": "now"},
+    fixed="state = 'done', lease_owner = NULL, lease_until = NULL", match={"id": "mid"},
     types={"mid": "text", "status": "text", "err": "integer", "error": "text",
-           "now": "timestamp"}, key=("mid",))
+           "now": "timestamp"}, times=("now",))
 progress_attempts = (update(attempts).where(attempts.c.id == bindparam("mid"))
                      .values(status=bindparam("status"), err=bindparam("err"),
                              error=bindparam("error"), updated_at=bindparam("now")))
