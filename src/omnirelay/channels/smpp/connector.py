@@ -263,10 +263,6 @@ class Connector:
         """Submits the SMSC accepted in the second before its last throttle (0: none learned)."""
         return self._learned.learned
 
-    async def submit(self, fields: SubmitFields) -> PartOutcome:
-        """Submit one part (see `submit_all`)."""
-        return (await self.submit_all([fields]))[0]
-
     async def submit_all(self, parts: Sequence[SubmitFields]) -> list[PartOutcome]:
         """Submit parts in their order, each waiting for a window slot, then out throttling pauses
         and the send rate for at most `retry_within` seconds; one outcome per part."""
